@@ -1,0 +1,21 @@
+# The two README commands: `make demo` (main job on built-in data) and `make test`.
+# Both set up the machine first (system libraries, .venv, CPU torch) via scripts/setup.sh.
+VENV := .venv
+SL := $(VENV)/bin/shapelatent
+
+.PHONY: setup demo test lint bench
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(SL) demo --out runs/demo --force
+
+test: setup
+	$(VENV)/bin/python -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check shapelatent tests bench
+
+bench: setup
+	$(VENV)/bin/python bench/chamfer.py

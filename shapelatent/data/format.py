@@ -1,0 +1,290 @@
+"""The on-disk dataset format: a folder that scales past memory.
+
+Layout of a dataset folder::
+
+    dataset.json       format name and version, sampling and normalisation parameters, classes, splits
+    points.npy         (N, P, 3) float32, memory-mappable
+    normals.npy        (N, P, 3) float32 unit normals, memory-mappable
+    metadata.csv       one row per shape: index, id, source, class, split, license, creator, extra (JSON)
+    build_report.json  what was built and every input that was skipped, with the reason
+    provenance.json    config, seed, package version and commit that made it
+
+Arrays are streamed to disk while building (:class:`NpyAppender`), so a build never holds the
+whole dataset in memory. A build is written into ``<out>.partial`` and renamed at the end; an
+existing dataset is never overwritten without ``force``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shapelatent.errors import DatasetFormatError, OutputExistsError
+from shapelatent.io.atomic import atomic_write_json, atomic_write_text
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "METADATA_COLUMNS",
+    "SPLITS",
+    "DatasetWriter",
+    "NpyAppender",
+    "ShapeDataset",
+    "assign_splits",
+]
+
+FORMAT_NAME = "shapelatent-dataset"
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+METADATA_COLUMNS = ("index", "id", "source", "class", "split", "license", "creator", "extra")
+_HEADER_BYTES = 256  # fixed .npy header length so the final shape can be written in place
+
+
+class NpyAppender:
+    """Append rows to a ``.npy`` file of shape ``(N, *row_shape)`` without holding them in memory.
+
+    The header is written with a fixed length and rewritten with the final N on :meth:`close`.
+    """
+
+    def __init__(self, path: Path, row_shape: tuple[int, ...], dtype: np.dtype = np.dtype("<f4")) -> None:
+        self.path = Path(path)
+        self.row_shape = tuple(row_shape)
+        self.dtype = np.dtype(dtype)
+        self.count = 0
+        self._fh = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+        self._fh.write(self._header(0))
+
+    def _header(self, n: int) -> bytes:
+        desc = {"descr": self.dtype.str, "fortran_order": False, "shape": (n, *self.row_shape)}
+        body = repr(desc).encode("latin1")
+        magic = b"\x93NUMPY\x01\x00"
+        pad = _HEADER_BYTES - len(magic) - 2 - len(body) - 1
+        return magic + (_HEADER_BYTES - len(magic) - 2).to_bytes(2, "little") + body + b" " * pad + b"\n"
+
+    def append(self, rows: np.ndarray) -> None:
+        """Append rows of shape ``(k, *row_shape)`` or one row of shape ``row_shape``."""
+        arr = np.ascontiguousarray(rows, dtype=self.dtype)
+        if arr.shape == self.row_shape:
+            arr = arr[None]
+        if arr.shape[1:] != self.row_shape:
+            raise ValueError(f"{self.path}: rows must have shape (k, {self.row_shape}); got {arr.shape}")
+        self._fh.write(arr.tobytes())
+        self.count += len(arr)
+
+    def close(self) -> None:
+        """Write the final shape into the header and close the file."""
+        if self._fh.closed:
+            return
+        self._fh.seek(0)
+        self._fh.write(self._header(self.count))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+
+
+def assign_splits(n: int, seed: int, fractions: dict[str, float]) -> list[str]:
+    """Model-level split: a seeded permutation of the N shapes cut by the fractions.
+
+    Returns:
+        a list of N split names, each in :data:`SPLITS`.
+    """
+    if set(fractions) - set(SPLITS):
+        raise ValueError(f"split fractions must use the names {SPLITS}; got {sorted(fractions)}")
+    total = sum(fractions.values())
+    if any(f < 0 for f in fractions.values()) or not abs(total - 1.0) < 1e-6:
+        raise ValueError(f"split fractions must be >= 0 and sum to 1; got {fractions}")
+    order = np.random.default_rng(seed).permutation(n)
+    out = ["train"] * n
+    start = 0
+    for name in SPLITS:
+        stop = start + round(fractions.get(name, 0.0) * n) if name != SPLITS[-1] else n
+        for i in order[start:stop]:
+            out[int(i)] = name
+        start = stop
+    return out
+
+
+@dataclass
+class DatasetWriter:
+    """Streams shapes into a new dataset folder.
+
+    Use as a context manager; on success call :meth:`finalize`. Everything is written into
+    ``<out>.partial`` first, and moved onto ``out`` only when complete.
+    """
+
+    out: Path
+    num_points: int
+    force: bool = False
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.out.exists() and not self.force:
+            raise OutputExistsError(
+                f"{self.out}: already exists; pass --force to rebuild it (the old dataset is replaced "
+                "only after the new one is complete), or choose another --out."
+            )
+        self.tmp = self.out.with_name(self.out.name + ".partial")
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)  # a previous interrupted build; never a finished dataset
+        self.tmp.mkdir(parents=True)
+        self._points = NpyAppender(self.tmp / "points.npy", (self.num_points, 3))
+        self._normals = NpyAppender(self.tmp / "normals.npy", (self.num_points, 3))
+
+    def add(self, shape_id: str, points: np.ndarray, normals: np.ndarray, **meta: Any) -> None:
+        """Add one shape.
+
+        Args:
+            shape_id: unique id.
+            points: (P, 3) float32 normalised points.
+            normals: (P, 3) float32 unit normals.
+            **meta: source, class, license, creator, and anything else (stored as JSON in ``extra``).
+        """
+        self._points.append(points)
+        self._normals.append(normals)
+        row = {k: meta.pop(k, "") for k in ("source", "class", "license", "creator")}
+        row["id"] = shape_id
+        row["extra"] = json.dumps(meta, sort_keys=True) if meta else ""
+        self.rows.append(row)
+
+    def skip(self, source: str, reason: str) -> None:
+        """Record an input that could not be used, with the reason."""
+        self.skipped.append({"source": source, "reason": reason})
+
+    def abort(self) -> None:
+        """Drop the partial build."""
+        self._points.close()
+        self._normals.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def finalize(self, info: dict[str, Any], split_seed: int, fractions: dict[str, float]) -> Path:
+        """Assign splits, write metadata and ``dataset.json``, and move the folder into place.
+
+        Raises:
+            DatasetFormatError: no shape could be built (the report lists why).
+        """
+        self._points.close()
+        self._normals.close()
+        report = {"built": len(self.rows), "skipped": self.skipped}
+        atomic_write_json(self.tmp / "build_report.json", report)
+        if not self.rows:
+            reasons = "; ".join(f"{s['source']}: {s['reason']}" for s in self.skipped[:5])
+            raise DatasetFormatError(
+                f"{self.out}: no shape could be built from the inputs ({len(self.skipped)} skipped: {reasons}). "
+                f"The partial build is in {self.tmp}."
+            )
+        ids = [r["id"] for r in self.rows]
+        dupes = [k for k, v in Counter(ids).items() if v > 1]
+        if dupes:
+            raise DatasetFormatError(f"{self.out}: duplicate shape ids {dupes[:5]}; ids must be unique.")
+        splits = assign_splits(len(self.rows), split_seed, fractions)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=METADATA_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for i, (row, split) in enumerate(zip(self.rows, splits)):
+            writer.writerow({**row, "index": i, "split": split})
+        atomic_write_text(self.tmp / "metadata.csv", buf.getvalue())
+        classes = Counter(r["class"] for r in self.rows)
+        full = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "num_shapes": len(self.rows),
+            "num_points": self.num_points,
+            "conventions": {"up": "+Y", "front": "+Z"},
+            **info,
+            "split": {"seed": split_seed, "fractions": fractions, "counts": dict(Counter(splits))},
+            "classes": dict(sorted(classes.items())),
+            "skipped": len(self.skipped),
+        }
+        atomic_write_json(self.tmp / "dataset.json", full)
+        if self.out.exists():  # only reachable with force=True; the new build is complete
+            shutil.rmtree(self.out)
+        os.replace(self.tmp, self.out)
+        return self.out
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and self.tmp.exists() and not (self.tmp / "build_report.json").exists():
+            self.abort()
+
+
+class ShapeDataset:
+    """A dataset folder opened read-only, with arrays memory-mapped.
+
+    Attributes:
+        root: the folder.
+        info: the parsed ``dataset.json``.
+        points: (N, P, 3) float32 memmap.
+        normals: (N, P, 3) float32 memmap.
+        meta: N dicts with the metadata columns.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        info_path = self.root / "dataset.json"
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{self.root}: no such dataset folder; build one with `shapelatent data build`.")
+        if not info_path.exists():
+            raise DatasetFormatError(
+                f"{self.root}: not a shapelatent dataset (no dataset.json); build one with `shapelatent data build`."
+            )
+        try:
+            self.info: dict[str, Any] = json.loads(info_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DatasetFormatError(f"{info_path}: not valid JSON ({exc}).") from exc
+        if self.info.get("format") != FORMAT_NAME:
+            raise DatasetFormatError(f"{info_path}: format is {self.info.get('format')!r}, expected {FORMAT_NAME!r}.")
+        version = self.info.get("format_version")
+        if version != FORMAT_VERSION:
+            raise DatasetFormatError(
+                f"{info_path}: dataset format version {version!r}, this shapelatent reads version {FORMAT_VERSION}; "
+                "rebuild the dataset with this version (`shapelatent data build ... --force`)."
+            )
+        try:
+            self.points = np.load(self.root / "points.npy", mmap_mode="r", allow_pickle=False)
+            self.normals = np.load(self.root / "normals.npy", mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DatasetFormatError(f"{self.root}: points.npy/normals.npy missing or unreadable ({exc}).") from exc
+        with open(self.root / "metadata.csv", newline="", encoding="utf-8") as fh:
+            self.meta = list(csv.DictReader(fh))
+        n, p = self.info["num_shapes"], self.info["num_points"]
+        for name, arr in (("points.npy", self.points), ("normals.npy", self.normals)):
+            if arr.shape != (n, p, 3) or arr.dtype != np.float32:
+                raise DatasetFormatError(
+                    f"{self.root / name}: shape {arr.shape} {arr.dtype}, dataset.json says ({n}, {p}, 3) float32; "
+                    "the dataset is truncated or corrupt, rebuild it."
+                )
+        if len(self.meta) != n:
+            raise DatasetFormatError(f"{self.root / 'metadata.csv'}: {len(self.meta)} rows, expected {n}.")
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    @property
+    def num_points(self) -> int:
+        """P, points per shape."""
+        return int(self.info["num_points"])
+
+    def indices(self, split: str | None = None) -> np.ndarray:
+        """(M,) int64 indices of the shapes in a split (all shapes when None)."""
+        if split is None:
+            return np.arange(len(self), dtype=np.int64)
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}; got {split!r}")
+        return np.array([i for i, m in enumerate(self.meta) if m["split"] == split], dtype=np.int64)
+
+    def classes(self) -> list[str]:
+        """The class of every shape, in index order."""
+        return [m["class"] for m in self.meta]

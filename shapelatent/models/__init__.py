@@ -1,0 +1,3 @@
+from shapelatent.models.pointnet import AEOutput, MLPDecoder, ModelConfig, PointCloudAutoencoder, PointNetEncoder
+
+__all__ = ['AEOutput', 'MLPDecoder', 'ModelConfig', 'PointCloudAutoencoder', 'PointNetEncoder']

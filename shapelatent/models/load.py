@@ -1,0 +1,56 @@
+"""Load a trained model from a run folder or a checkpoint file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from shapelatent.errors import CheckpointError
+from shapelatent.models.pointnet import ModelConfig, PointCloudAutoencoder
+from shapelatent.train.checkpoint import load_checkpoint
+
+__all__ = ["LoadedModel", "load_model"]
+
+
+class LoadedModel(NamedTuple):
+    """A model ready for inference, with what it was trained on.
+
+    Attributes:
+        model: the autoencoder in eval mode, on the CPU.
+        config: the stored checkpoint config (``run`` and ``data`` sections).
+        sampling: the training data's sampling/normalisation dict (apply it to new shapes).
+    """
+
+    model: PointCloudAutoencoder
+    config: dict[str, Any]
+    sampling: dict[str, Any] | None
+
+
+def load_model(path: str | os.PathLike[str]) -> LoadedModel:
+    """Load ``RUN/model.safetensors`` (or ``RUN/checkpoints/last.safetensors``) or a checkpoint file.
+
+    Raises:
+        FileNotFoundError: nothing to load at ``path``.
+        CheckpointError: the file is not a shapelatent checkpoint or does not match its config.
+    """
+    p = Path(path)
+    if p.is_dir():
+        for cand in (p / "model.safetensors", p / "checkpoints" / "last.safetensors"):
+            if cand.exists():
+                p = cand
+                break
+        else:
+            raise FileNotFoundError(f"{path}: no model.safetensors or checkpoints/last.safetensors; is it a run folder?")
+    ckpt = load_checkpoint(p)
+    try:
+        mcfg = ModelConfig.from_dict(dict(ckpt.config["run"]["model"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{p}: the checkpoint's model config is missing or invalid ({exc}).") from exc
+    model = PointCloudAutoencoder(mcfg)
+    try:
+        model.load_state_dict(ckpt.model_state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{p}: weights do not match the stored model config ({exc}).") from exc
+    model.eval()
+    return LoadedModel(model, ckpt.config, (ckpt.config.get("data") or {}).get("sampling"))

@@ -1,0 +1,119 @@
+"""Typed training configuration, loaded from TOML or JSON with safe loaders."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from shapelatent.models.pointnet import ModelConfig
+
+__all__ = ["DEVICES", "RunConfig", "TrainConfig", "load_config"]
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings.
+
+    Attributes:
+        epochs: passes over the training split.
+        batch_size: shapes per step.
+        lr: Adam learning rate.
+        seed: seeds initialisation, shuffling and augmentation (epoch e uses ``(seed, e)``).
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        augment_rotate: random rotation about the up (Y) axis.
+        augment_scale: (low, high) range of a random isotropic scale, or None.
+        chamfer_backend: see ``shapelatent.ops.chamfer.BACKENDS``.
+        normal_weight: weight of the normal-consistency term (models with ``predict_normals``).
+        threads: torch CPU threads (0: torch's default).
+    """
+
+    epochs: int = 100
+    batch_size: int = 50
+    lr: float = 5e-4
+    seed: int = 0
+    device: str = "auto"
+    augment_rotate: bool = False
+    augment_scale: tuple[float, float] | None = None
+    chamfer_backend: str = "auto"
+    normal_weight: float = 0.1
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"train.{name} must be a positive integer; got {v!r}")
+        if not self.lr > 0:
+            raise ValueError(f"train.lr must be > 0; got {self.lr!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"train.device must be one of {DEVICES}; got {self.device!r}")
+        if self.augment_scale is not None:
+            lo, hi = (float(x) for x in self.augment_scale)
+            if not 0 < lo <= hi:
+                raise ValueError(f"train.augment_scale must be (low, high) with 0 < low <= high; got {self.augment_scale}")
+            object.__setattr__(self, "augment_scale", (lo, hi))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a training run (written to ``config.json`` in the run folder)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        t = asdict(self.train)
+        t["augment_scale"] = list(self.train.augment_scale) if self.train.augment_scale else None
+        return {"model": self.model.to_dict(), "train": t}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Inverse of :meth:`to_dict`; unknown sections or keys are errors."""
+        extra = set(data) - {"model", "train"}
+        if extra:
+            raise ValueError(f"unknown config sections {sorted(extra)}; allowed: model, train")
+        tdata = dict(data.get("train", {}))
+        known = set(TrainConfig.__dataclass_fields__)
+        if set(tdata) - known:
+            raise ValueError(f"unknown train config keys {sorted(set(tdata) - known)}; allowed: {sorted(known)}")
+        if tdata.get("augment_scale") is not None:
+            tdata["augment_scale"] = tuple(tdata["augment_scale"])
+        return cls(model=ModelConfig.from_dict(dict(data.get("model", {}))), train=TrainConfig(**tdata))
+
+    def with_overrides(self, model: dict[str, Any] | None = None, train: dict[str, Any] | None = None) -> RunConfig:
+        """A copy with some fields replaced (None values are ignored)."""
+        m = {k: v for k, v in (model or {}).items() if v is not None}
+        t = {k: v for k, v in (train or {}).items() if v is not None}
+        return RunConfig(model=replace(self.model, **m), train=replace(self.train, **t))
+
+
+def load_config(path: str | os.PathLike[str]) -> RunConfig:
+    """Load a :class:`RunConfig` from a ``.toml`` or ``.json`` file with ``[model]``/``[train]`` tables."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such config file.")
+    text = p.read_text(encoding="utf-8")
+    if p.suffix.lower() == ".toml":
+        import tomllib
+
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{p}: invalid TOML ({exc}).") from exc
+    elif p.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{p}: invalid JSON ({exc}).") from exc
+    else:
+        raise ValueError(f"{p}: config files must be .toml or .json; got {p.suffix!r}.")
+    try:
+        return RunConfig.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{p}: {exc}") from exc
