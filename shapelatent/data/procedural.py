@@ -6,8 +6,8 @@ primitive is a closed, outward-facing solid; they are concatenated without mergi
 watertight with consistent winding, and the faces of overlapping parts simply interpenetrate.
 
 Conventions: Y is up, the chair's front faces +Z (a back, when there is one, is at negative z), the
-floor is y = 0 (the lowest vertex), the chair is symmetric about x = 0, and units are metres (a dining
-seat is about 0.45 high).
+floor is y = 0 (the lowest vertex), the seat is centred on x = 0 and z = 0, and units are metres (a
+dining seat is about 0.45 high).
 
 Example:
     >>> chair = generate_chair(7, "office")
@@ -323,6 +323,7 @@ def _stool(s: _Sampler, b: _Builder) -> None:
         return
     back_h, tilt = s.uniform("back_height", 0.12, 0.30), s.uniform("back_tilt_deg", 0.0, 15.0)
     band = min(back_h * 0.8, s.uniform("back_band_height", 0.06, 0.14))
+    s.set("back_band_height", band)
     frame = _translate(0.0, height, -0.9 * r) @ _rot_x(-tilt) @ _translate(0.0, 0.0, 0.9 * r)
     for a in np.radians((-35.0, 35.0)):
         p = (0.85 * r * math.sin(a), 0.0, -0.85 * r * math.cos(a))
@@ -345,6 +346,7 @@ def _upholstered(s: _Sampler, b: _Builder, sofa: bool) -> None:
         width, depth = s.uniform("seat_width", 0.50, 0.70), s.uniform("seat_depth", 0.50, 0.65)
     height, ct = s.uniform("seat_height", 0.38, 0.46), s.uniform("cushion_thickness", 0.10, 0.18)
     n_cushions = s.integer("n_seat_cushions", 1, 3) if sofa else 1
+    s.set("n_seat_cushions", n_cushions)
     aw, ah = s.uniform("arm_width", 0.08, 0.22), s.uniform("arm_height", 0.12, 0.26)
     arm_style = s.choice("arm_style", ("box", "rolled"))
     bt = s.uniform("back_thickness", 0.12, 0.22)

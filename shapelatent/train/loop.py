@@ -236,11 +236,11 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += float(loss) * len(idx)
-            cd_sum += float(cd.loss) * len(idx)
+            loss_sum += loss.item() * len(idx)
+            cd_sum += cd.loss.item() * len(idx)
             seen += len(idx)
             if on_step:
-                on_step({"epoch": epoch + 1, "step": step + 1, "steps": steps, "loss": float(loss)})
+                on_step({"epoch": epoch + 1, "step": step + 1, "steps": steps, "loss": loss.item()})
         elapsed = time.perf_counter() - t0
         val = evaluate_chamfer(model, ds, val_idx, device, backend=tc.chamfer_backend) if len(val_idx) else None
         row = {

@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+
+from shapelatent.io.atomic import atomic_write
 
 __all__ = ["render_mesh_grid"]
 
@@ -125,15 +126,6 @@ def render_mesh_grid(
         ax.set_title(title, fontsize=10)
     fig.subplots_adjust(left=0.0, right=1.0, bottom=0.0, top=0.94, wspace=0.0, hspace=0.08)
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp.png", dir=target.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=dpi)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    target = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
     logger.debug("wrote %d meshes to %s", len(meshes), target)
     return target

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from shapelatent.data.build import SamplingConfig, build_procedural
+from shapelatent.errors import CheckpointError, OutputExistsError
+from shapelatent.models import ModelConfig
+from shapelatent.models.load import load_model
+from shapelatent.train.config import RunConfig, TrainConfig, load_config
+from shapelatent.train.loop import train
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "chairs"
+    build_procedural(out, 30, sampling=SamplingConfig(num_points=128), seed=1, workers=1)
+    return out
+
+
+def _cfg(epochs=3, **train):
+    return RunConfig(model=ModelConfig(num_points=128, latent_dim=16, decoder_hidden=(64, 64)),
+                     train=TrainConfig(epochs=epochs, batch_size=8, lr=1e-3, seed=5, device="cpu", threads=1, **train))
+
+
+def test_train_writes_run_and_learns(tiny_data, tmp_path):
+    res = train(tiny_data, tmp_path / "run", _cfg(epochs=4))
+    run = tmp_path / "run"
+    for name in ("config.json", "provenance.json", "metrics.jsonl", "metrics.json", "loss_curve.png",
+                 "model.safetensors", "checkpoints/last.safetensors", "checkpoints/best.safetensors"):
+        assert (run / name).exists(), name
+    hist = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
+    assert hist[-1]["train_chamfer"] < hist[0]["train_chamfer"]
+    assert res.summary["test_chamfer"] > 0
+    prov = json.loads((run / "provenance.json").read_text())
+    assert prov["seed"] == 5 and prov["config"]["run"]["train"]["epochs"] == 4
+    loaded = load_model(run)
+    assert loaded.sampling["normalization"] == {"center": "bbox", "scale": "unit_sphere"}
+
+
+def test_resume_matches_uninterrupted(tiny_data, tmp_path):
+    full = train(tiny_data, tmp_path / "full", _cfg(epochs=3, augment_rotate=True, augment_scale=(0.9, 1.1)))
+    part = train(tiny_data, tmp_path / "part", _cfg(epochs=3, augment_rotate=True, augment_scale=(0.9, 1.1)),
+                 stop_after_epochs=1)
+    assert len(part.history) == 1 and not (tmp_path / "part" / "model.safetensors").exists()
+    resumed = train(tiny_data, tmp_path / "part", resume=True)
+    a = [h["train_loss"] for h in full.history]
+    b = [h["train_loss"] for h in resumed.history]
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    np.testing.assert_allclose(b, a, rtol=1e-6)
+    assert resumed.summary["test_chamfer"] == pytest.approx(full.summary["test_chamfer"], rel=1e-6)
+
+
+def test_normals_model_trains(tiny_data, tmp_path):
+    cfg = RunConfig(model=ModelConfig(num_points=128, latent_dim=16, decoder_hidden=(64,), predict_normals=True),
+                    train=TrainConfig(epochs=1, batch_size=8, device="cpu"))
+    res = train(tiny_data, tmp_path / "n", cfg)
+    assert res.history[0]["train_loss"] > res.history[0]["train_chamfer"]
+
+
+def test_existing_run_needs_resume_or_force(tiny_data, tmp_path):
+    train(tiny_data, tmp_path / "run", _cfg(epochs=1))
+    with pytest.raises(OutputExistsError, match="pass --resume to continue it or --force"):
+        train(tiny_data, tmp_path / "run", _cfg(epochs=1))
+    with pytest.raises(CheckpointError, match="nothing to resume from"):
+        train(tiny_data, tmp_path / "empty", _cfg(epochs=1), resume=True)
+
+
+def test_config_file(tmp_path):
+    (tmp_path / "c.toml").write_text("[model]\nlatent_dim = 32\n[train]\nepochs = 7\naugment_scale = [0.8, 1.2]\n")
+    cfg = load_config(tmp_path / "c.toml")
+    assert cfg.model.latent_dim == 32 and cfg.train.epochs == 7 and cfg.train.augment_scale == (0.8, 1.2)
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+    (tmp_path / "bad.toml").write_text("[train]\nepoch = 7\n")
+    with pytest.raises(ValueError, match=r"bad.toml: unknown train config keys \['epoch'\]"):
+        load_config(tmp_path / "bad.toml")
+    with pytest.raises(ValueError, match="train.device must be one of"):
+        TrainConfig(device="tpu")
