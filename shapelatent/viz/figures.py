@@ -85,13 +85,11 @@ def plot_point_grid(rows: Sequence[Sequence[np.ndarray]], path: str | os.PathLik
         for c, pts in enumerate(row):
             ax = fig.add_subplot(n_rows, n_cols, r * n_cols + c + 1, projection="3d")
             _scatter(ax, np.asarray(pts), point_size)
-            label = []
             if r == 0 and col_titles:
-                label.append(col_titles[c])
+                ax.set_title(col_titles[c], fontsize=9)
             if c == 0 and row_titles:
-                label.append(row_titles[r])
-            if label:
-                ax.set_title("\n".join(label), fontsize=9)
+                ax.text2D(-0.02, 0.5, row_titles[r], transform=ax.transAxes, rotation=90, ha="right", va="center",
+                          fontsize=10)
     if title:
         fig.suptitle(title)
     fig.subplots_adjust(wspace=0.0, hspace=0.08)

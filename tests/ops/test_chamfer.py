@@ -86,7 +86,7 @@ def _assert_matches(result: ChamferResult, oracle: ChamferResult, x, y, x_length
     _assert_neighbours(result.idx_xy, x, y, x_lengths, y_lengths)
     _assert_neighbours(result.idx_yx, y, x, y_lengths, x_lengths)
     assert (result.idx_xy == oracle.idx_xy).float().mean() > 0.99
-    for got, want in zip(result[:3], oracle[:3]):
+    for got, want in zip(result[:3], oracle[:3], strict=True):
         torch.testing.assert_close(got, want, rtol=rtol, atol=1e-6)
 
 
@@ -108,7 +108,7 @@ def test_matches_reference_float32(backend, padded):
     weights = torch.linspace(0.5, 2.0, 4)
     grad_got = torch.autograd.grad((got.loss * weights).sum(), (x, y))
     grad_want = torch.autograd.grad((want.loss * weights).sum(), (x, y))
-    for g_got, g_want in zip(grad_got, grad_want):
+    for g_got, g_want in zip(grad_got, grad_want, strict=True):
         assert torch.isfinite(g_got).all()
         torch.testing.assert_close(g_got, g_want, rtol=1e-4, atol=1e-6)
 
@@ -144,8 +144,9 @@ def test_matches_kdtree(backend):
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_hand_checkable_cases(backend):
-    cloud = _grid_cloud(4, jitter=0.1).float()  # (1, 64, 3), neighbours >= 0.8 apart
-    same = chamfer_distance(cloud, cloud.clone(), backend=backend)
+    # B = 2 throughout: KeOps compiles B = 1 separately, and its compiles dominate a cold test run.
+    cloud = torch.cat([_grid_cloud(4, jitter=0.1, seed=s) for s in (0, 1)]).float()  # (2, 64, 3)
+    same = chamfer_distance(cloud, cloud.clone(), backend=backend)  # neighbours >= 0.8 apart
     assert same.loss.item() == 0.0
     assert (same.idx_xy == torch.arange(64)).all() and (same.idx_yx == torch.arange(64)).all()
 
@@ -154,11 +155,11 @@ def test_hand_checkable_cases(backend):
     torch.testing.assert_close(moved.loss, 2 * shift.square().sum(), rtol=1e-4, atol=0)
     assert (moved.idx_xy == torch.arange(64)).all()
 
-    a = torch.tensor([[[1.0, 2.0, 3.0]]], requires_grad=True)
-    b = torch.tensor([[[2.0, 0.0, 3.5]]], requires_grad=True)
-    single = chamfer_distance(a, b, backend=backend)
-    assert single.loss.item() == pytest.approx(2 * (1 + 4 + 0.25))
-    single.loss.backward()
+    a = torch.tensor([[[1.0, 2.0, 3.0]], [[0.0, 0.0, 0.0]]], requires_grad=True)  # (2, 1, 3)
+    b = torch.tensor([[[2.0, 0.0, 3.5]], [[0.0, 3.0, 4.0]]], requires_grad=True)
+    single = chamfer_distance(a, b, backend=backend, reduction="none")
+    assert single.loss.tolist() == pytest.approx([2 * (1 + 4 + 0.25), 2 * 25])
+    single.loss.sum().backward()
     torch.testing.assert_close(a.grad, 4 * (a - b).detach())
     torch.testing.assert_close(b.grad, -4 * (a - b).detach())
 
@@ -171,7 +172,7 @@ def test_reductions():
         [
             ((x[b, :n, None] - y[b, None, :m]) ** 2).sum(-1).min(1).values.mean()
             + ((x[b, :n, None] - y[b, None, :m]) ** 2).sum(-1).min(0).values.mean()
-            for b, (n, m) in enumerate(zip(x_lengths.tolist(), y_lengths.tolist()))
+            for b, (n, m) in enumerate(zip(x_lengths.tolist(), y_lengths.tolist(), strict=True))
         ]
     )
     torch.testing.assert_close(per_cloud, by_hand)
@@ -232,6 +233,14 @@ def test_half_precision_is_searched_in_float32(backend, dtype):
     assert got.loss.dtype == dtype
     want = chamfer_reference(x.float(), y.float(), reduction="none")
     torch.testing.assert_close(got.loss.float(), want.loss, rtol=2e-2, atol=1e-4)
+
+
+def test_torch_backend_blocks_merge_in_order(monkeypatch):
+    x, y, x_lengths, y_lengths = _uneven(*_clouds(3, 100, 60, seed=8), seed=8)
+    monkeypatch.setattr(chamfer, "_TORCH_BLOCK_BYTES", {"cpu": 3 * 60 * 4 * 7})  # 7 rows per block
+    got = chamfer_distance(x, y, x_lengths, y_lengths, backend="torch", reduction="none")
+    want = chamfer_reference(x, y, x_lengths, y_lengths, reduction="none")
+    _assert_matches(got, want, x.nan_to_num(), y.nan_to_num(), x_lengths, y_lengths, rtol=1e-5)
 
 
 def test_torch_backend_far_from_origin():
@@ -324,9 +333,21 @@ _META = torch.zeros(2, 6, 3, device="meta")
         ({"x_lengths": [6, 6]}, TypeError, r"x_lengths must be a \(B,\) int64 tensor, got list"),
         ({"x_lengths": torch.tensor([6])}, ValueError, r"x_lengths must be a \(B,\) = \(2,\) integer tensor"),
         ({"y_lengths": torch.tensor([5.0, 5.0])}, ValueError, "y_lengths .* dtype torch.float32"),
-        ({"x_lengths": torch.tensor([0, 6])}, ValueError, r"x_lengths must lie in \[1, P\] = \[1, 6\], got .*\[0, 6\]"),
-        ({"y_lengths": torch.tensor([5, 6])}, ValueError, r"y_lengths must lie in \[1, Q\] = \[1, 5\], got .*\[5, 6\]"),
-        ({"reduction": "avg"}, ValueError, r"unknown reduction 'avg'; expected one of \('mean', 'sum', 'none'\)"),
+        (
+            {"x_lengths": torch.tensor([0, 6])},
+            ValueError,
+            r"x_lengths must lie in \[1, P\] = \[1, 6\], got .*\[0, 6\]",
+        ),
+        (
+            {"y_lengths": torch.tensor([5, 6])},
+            ValueError,
+            r"y_lengths must lie in \[1, Q\] = \[1, 5\], got .*\[5, 6\]",
+        ),
+        (
+            {"reduction": "avg"},
+            ValueError,
+            r"unknown reduction 'avg'; expected one of \('mean', 'sum', 'none'\)",
+        ),
         ({"backend": "faiss"}, ValueError, r"unknown backend 'faiss'; expected 'auto' or one of \('numba'"),
     ],
 )

@@ -1,0 +1,212 @@
+"""Benchmark the Chamfer distance backends side by side: forward + backward time and peak memory.
+
+Each backend runs in a fresh subprocess, so its peak memory is the growth of the process's maximum
+resident set size (CPU, ``resource.getrusage``) or of ``torch.cuda.max_memory_allocated`` (CUDA) over one
+forward + backward, measured after the inputs exist. A first subprocess per backend warms the on-disk
+compile caches (numba, KeOps) so that the measured one does not count compiler memory.
+
+Example::
+
+    .venv/bin/python bench/chamfer.py --batch 32 --points 2048 --repeats 20 --json out/bench_chamfer.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from shapelatent.ops.chamfer import available_backends, chamfer_distance, nearest_neighbors
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_bytes(device: str) -> int:
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated()
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return kib * 1024
+
+
+def _worker(args: argparse.Namespace) -> dict:
+    """Time one backend in this process; return its numbers."""
+    gen = torch.Generator().manual_seed(0)
+    dtype = getattr(torch, args.dtype)
+    x = (
+        torch.rand(args.batch, args.points, 3, generator=gen, dtype=dtype)
+        .to(args.device)
+        .requires_grad_(True)
+    )
+    y = (
+        torch.rand(args.batch, args.points, 3, generator=gen, dtype=dtype)
+        .to(args.device)
+        .requires_grad_(True)
+    )
+
+    def step() -> None:
+        chamfer_distance(x, y, backend=args.backend).loss.backward()
+        x.grad = y.grad = None
+        _sync(args.device)
+
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    base = _peak_bytes(args.device) if args.device == "cpu" else torch.cuda.memory_allocated()
+    start = time.perf_counter()
+    step()  # first call: loads (or, when --no-warm-cache, compiles) the kernels
+    first_s = time.perf_counter() - start
+    peak = _peak_bytes(args.device) - base
+    if args.warmup_only:
+        return {"first_call_s": first_s}
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    nn_times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        nearest_neighbors(x, y, backend=args.backend)
+        _sync(args.device)
+        nn_times.append(time.perf_counter() - start)
+    return {
+        "fwd_bwd_median_s": statistics.median(times),
+        "fwd_bwd_min_s": min(times),
+        "fwd_bwd_max_s": max(times),
+        "search_median_s": statistics.median(nn_times),
+        "first_call_s": first_s,
+        "peak_mem_delta_bytes": peak,
+    }
+
+
+def _run_subprocess(args: argparse.Namespace, backend: str, warmup_only: bool) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [
+            sys.executable, __file__, "--worker", backend, "--worker-out", str(out),
+            "--batch", str(args.batch), "--points", str(args.points), "--repeats", str(args.repeats),
+            "--warmup", str(args.warmup), "--device", args.device, "--dtype", args.dtype,
+        ]  # fmt: skip
+        if warmup_only:
+            cmd.append("--warmup-only")
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+        return json.loads(out.read_text())
+
+
+def _machine(device: str) -> dict:
+    info = {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
+    }
+    try:
+        with open("/proc/cpuinfo") as fh:
+            info["cpu_model"] = next(
+                line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        pass
+    for package in ("numba", "pykeops", "pytorch3d"):
+        try:
+            info[package] = __import__(package).__version__
+        except ImportError:
+            info[package] = None
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=32, help="clouds per batch (B)")
+    parser.add_argument("--points", type=int, default=2048, help="points per cloud (P = Q)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs; the median is reported")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs after the first call")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--backends", nargs="+", default=None, help="default: every available backend")
+    parser.add_argument(
+        "--reference-limit", type=int, default=2**25,
+        help="largest B*P*Q for the full-matrix reference (it holds several (B, P, P, 3) tensors)",
+    )  # fmt: skip
+    parser.add_argument("--json", type=Path, default=None, help="write the results and machine here")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --json file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--warmup-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        args.backend = args.worker
+        args.worker_out.write_text(json.dumps(_worker(args)))
+        return 0
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but torch.cuda.is_available() is False")
+    if args.json is not None and args.json.exists() and not args.force:
+        parser.error(f"{args.json} exists; pass --force to overwrite it")
+
+    backends = args.backends or available_backends()
+    pairs = args.batch * args.points * args.points
+    results = {}
+    for backend in backends:
+        if backend == "reference" and pairs > args.reference_limit:
+            print(
+                f"note: skipping 'reference': B*P*Q = {pairs:,} > --reference-limit {args.reference_limit:,}"
+            )
+            continue
+        warm = _run_subprocess(args, backend, warmup_only=True)
+        result = _run_subprocess(args, backend, warmup_only=False)
+        result["compile_first_call_s"] = warm.get("first_call_s")
+        results[backend] = result
+
+    print(f"\nChamfer fwd+bwd, B={args.batch}, P=Q={args.points}, D=3, {args.dtype}, {args.device}")
+    header = (
+        f"{'backend':<10} {'fwd+bwd ms':>11} {'min ms':>8} {'search ms':>10} {'peak MiB':>9} {'first s':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for backend, r in results.items():
+        if "error" in r:
+            print(f"{backend:<10} error: {r['error']}")
+            continue
+        print(
+            f"{backend:<10} {r['fwd_bwd_median_s'] * 1e3:>11.1f} {r['fwd_bwd_min_s'] * 1e3:>8.1f} "
+            f"{r['search_median_s'] * 1e3:>10.1f} {r['peak_mem_delta_bytes'] / 2**20:>9.1f} "
+            f"{r['compile_first_call_s']:>8.2f}"
+        )
+    print(
+        "fwd+bwd: median of --repeats after warm-up; search: nearest_neighbors alone; peak MiB: growth of\n"
+        "max RSS (CPU) or max allocated (CUDA) over one fwd+bwd; first s: first call of a fresh process\n"
+        "(compiles when the numba/KeOps disk caches are empty, else loads them)"
+    )
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        config = {k: v for k, v in vars(args).items() if not k.startswith("worker") and k != "json"}
+        payload = {"config": config, "machine": _machine(args.device), "results": results}
+        args.json.write_text(json.dumps(payload, indent=2, default=str))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
