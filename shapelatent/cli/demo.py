@@ -34,5 +34,10 @@ def reconstruction_figure(run: Path, data: Path, path: Path, per_class: int = 1)
         cd = chamfer_distance(rec, x, reduction="none").loss
     rows = [[p.numpy() for p in x], [p.numpy() for p in rec]]
     titles = [f"{ds.meta[i]['class']}\nCD={float(cd[k]):.4f}" for k, i in enumerate(chosen)]
-    return plot_point_grid(rows, path, row_titles=["input (test split)", "reconstruction"], col_titles=titles,
-                           title="Autoencoder reconstructions on held-out chairs (Chamfer per shape)")
+    return plot_point_grid(
+        rows,
+        path,
+        row_titles=["input (test split)", "reconstruction"],
+        col_titles=titles,
+        title="Autoencoder reconstructions on held-out chairs (Chamfer per shape)",
+    )

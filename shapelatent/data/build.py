@@ -204,9 +204,19 @@ def build_procedural(
     for i in range(count):
         tasks.append((i, chair_seed(seed, i), cfg))
     with DatasetWriter(Path(out), cfg.num_points, force=force) as writer:
-        for i, (family, cloud, extra) in enumerate(_parallel_map(_procedural_task_for(fams), tasks, _default_workers(workers))):
-            writer.add(f"chair_{i:06d}", cloud.points, cloud.normals, source=f"procedural:{extra['chair_seed']}",
-                       **{"class": family}, license="CC0-1.0", creator="shapelatent procedural generator", **extra)
+        for i, (family, cloud, extra) in enumerate(
+            _parallel_map(_procedural_task_for(fams), tasks, _default_workers(workers))
+        ):
+            writer.add(
+                f"chair_{i:06d}",
+                cloud.points,
+                cloud.normals,
+                source=f"procedural:{extra['chair_seed']}",
+                **{"class": family},
+                license="CC0-1.0",
+                creator="shapelatent procedural generator",
+                **extra,
+            )
             if progress:
                 progress(1)
         info = {
@@ -256,7 +266,9 @@ def load_class_map(path: str | os.PathLike[str]) -> dict[str, str]:
         with open(p, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
             if not reader.fieldnames or not {"file", "class"} <= set(reader.fieldnames):
-                raise ValueError(f"{p}: a class-map CSV needs the columns 'file' and 'class'; found {reader.fieldnames}.")
+                raise ValueError(
+                    f"{p}: a class-map CSV needs the columns 'file' and 'class'; found {reader.fieldnames}."
+                )
             return {row["file"]: row["class"] for row in reader}
     raise ValueError(f"{p}: class map must be .csv (columns file,class) or .json; got {p.suffix!r}.")
 
@@ -311,8 +323,15 @@ def build_folder(
             else:
                 parts = rel.split("/")
                 cls = (class_map or {}).get(rel) or (parts[0] if len(parts) > 1 else "unlabelled")
-                writer.add(rel, cloud.points, cloud.normals, source=path_str, license=license, creator=creator,
-                           **{"class": cls})
+                writer.add(
+                    rel,
+                    cloud.points,
+                    cloud.normals,
+                    source=path_str,
+                    license=license,
+                    creator=creator,
+                    **{"class": cls},
+                )
             if progress:
                 progress(1)
         info = {

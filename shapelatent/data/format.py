@@ -55,7 +55,7 @@ class NpyAppender:
     The header is written with a fixed length and rewritten with the final N on :meth:`close`.
     """
 
-    def __init__(self, path: Path, row_shape: tuple[int, ...], dtype: np.dtype = np.dtype("<f4")) -> None:
+    def __init__(self, path: Path, row_shape: tuple[int, ...], dtype: str = "<f4") -> None:
         self.path = Path(path)
         self.row_shape = tuple(row_shape)
         self.dtype = np.dtype(dtype)
@@ -191,7 +191,7 @@ class DatasetWriter:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=METADATA_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        for i, (row, split) in enumerate(zip(self.rows, splits)):
+        for i, (row, split) in enumerate(zip(self.rows, splits, strict=True)):
             writer.writerow({**row, "index": i, "split": split})
         atomic_write_text(self.tmp / "metadata.csv", buf.getvalue())
         classes = Counter(r["class"] for r in self.rows)

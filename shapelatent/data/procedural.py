@@ -134,8 +134,14 @@ class _Builder:
         self._faces.append(f + self._count)
         self._count += len(v)
 
-    def box(self, center: ArrayLike, size: ArrayLike, frame: NDArray[np.float64] | None = None,
-            bevel: float = 0.0, front_scale: float = 1.0) -> None:
+    def box(
+        self,
+        center: ArrayLike,
+        size: ArrayLike,
+        frame: NDArray[np.float64] | None = None,
+        bevel: float = 0.0,
+        front_scale: float = 1.0,
+    ) -> None:
         """Axis-aligned box (bevelled when ``bevel`` > 0), its +Z face widened by ``front_scale``."""
         size = np.asarray(size, dtype=float)
         if bevel > 0.0:
@@ -149,8 +155,15 @@ class _Builder:
             v[v[:, 2] > 0, 0] *= front_scale
         self._add(v + np.asarray(center, dtype=float), f, frame)
 
-    def rod(self, p0: ArrayLike, p1: ArrayLike, radius: float, taper: float = 1.0,
-            sections: int = _LEG_SECTIONS, frame: NDArray[np.float64] | None = None) -> None:
+    def rod(
+        self,
+        p0: ArrayLike,
+        p1: ArrayLike,
+        radius: float,
+        taper: float = 1.0,
+        sections: int = _LEG_SECTIONS,
+        frame: NDArray[np.float64] | None = None,
+    ) -> None:
         """Cylinder from ``p0`` to ``p1``; the ``p1`` end has radius ``radius * taper``."""
         p0, d, length = self._segment(p0, p1)
         unit, f = _unit_cylinder(sections)
@@ -159,8 +172,16 @@ class _Builder:
             v[unit[:, 1] > 0.5, ::2] *= taper
         self._add(v @ _axis_frame(d).T + p0, f, frame)
 
-    def bar(self, p0: ArrayLike, p1: ArrayLike, width: float, depth: float | None = None, taper: float = 1.0,
-            hint: ArrayLike | None = None, frame: NDArray[np.float64] | None = None) -> None:
+    def bar(
+        self,
+        p0: ArrayLike,
+        p1: ArrayLike,
+        width: float,
+        depth: float | None = None,
+        taper: float = 1.0,
+        hint: ArrayLike | None = None,
+        frame: NDArray[np.float64] | None = None,
+    ) -> None:
         """Box-section beam from ``p0`` to ``p1``; ``width`` is measured along ``(p1 - p0) x hint``."""
         p0, d, length = self._segment(p0, p1)
         unit, f = _unit_box()
@@ -169,8 +190,15 @@ class _Builder:
             v[unit[:, 1] > 0, ::2] *= taper
         self._add(v @ _axis_frame(d, hint).T + p0, f, frame)
 
-    def leg(self, shape: str, p0: ArrayLike, p1: ArrayLike, thickness: float, taper: float = 1.0,
-            frame: NDArray[np.float64] | None = None) -> None:
+    def leg(
+        self,
+        shape: str,
+        p0: ArrayLike,
+        p1: ArrayLike,
+        thickness: float,
+        taper: float = 1.0,
+        frame: NDArray[np.float64] | None = None,
+    ) -> None:
         """A round (cylinder) or square (beam) leg of the given thickness from ``p0`` to ``p1``."""
         if shape == "round":
             self.rod(p0, p1, thickness / 2, taper, frame=frame)
@@ -241,8 +269,7 @@ def _four_legged(s: _Sampler, b: _Builder) -> None:
     shape, lt = s.choice("leg_shape", ("round", "square")), s.uniform("leg_thickness", 0.025, 0.05)
     splay, taper = s.uniform("leg_splay", 0.0, 0.05), s.uniform("leg_taper", 0.6, 1.0)
     inset = s.uniform("leg_inset", 0.005, 0.03)
-    b.box((0, height - thick / 2, 0), (width, thick, depth), bevel=0.4 * thick if rounded else 0.0,
-          front_scale=front)
+    b.box((0, height - thick / 2, 0), (width, thick, depth), bevel=0.4 * thick if rounded else 0.0, front_scale=front)
     x, z, y0 = width / 2 - inset - lt / 2, depth / 2 - inset - lt / 2, height - thick
     tops = np.array([(sx * x * (front if sz > 0 else 1.0), y0, sz * z) for sz in (1, -1) for sx in (-1, 1)])
     feet = tops * (1.0, 0.0, 1.0) + np.sign(tops) * (splay, 0.0, splay)  # (4, 3), legs splay outwards
@@ -275,8 +302,7 @@ def _four_legged(s: _Sampler, b: _Builder) -> None:
         b.box((0, low, 0), (inner, 0.03, bt * 0.9), frame=frame)
         slat_w = min(0.06, 0.55 * inner / n)
         for xs in np.linspace(-inner / 2, inner / 2, n + 2)[1:-1]:
-            b.box((xs, (low + back_h - rail_h) / 2, 0), (slat_w, back_h - rail_h - low, 0.7 * bt),
-                  frame=frame)
+            b.box((xs, (low + back_h - rail_h) / 2, 0), (slat_w, back_h - rail_h - low, 0.7 * bt), frame=frame)
     else:
         n = s.integer("n_slats", 2, 5)
         slat_h = s.uniform("slat_height", 0.03, 0.07)
@@ -358,19 +384,22 @@ def _upholstered(s: _Sampler, b: _Builder, sofa: bool) -> None:
     s.set("has_back", 1)
     full_w, z_front, z_back = width + 2 * aw, depth / 2, -depth / 2 - bt
     frame_top = height - ct
-    b.box((0, (leg_h + frame_top) / 2, (z_front + z_back) / 2),
-          (full_w, frame_top - leg_h, z_front - z_back), bevel=0.02)
+    b.box(
+        (0, (leg_h + frame_top) / 2, (z_front + z_back) / 2), (full_w, frame_top - leg_h, z_front - z_back), bevel=0.02
+    )
     gap = 0.006
     cw = (width - gap * (n_cushions - 1)) / n_cushions
     for i in range(n_cushions):
-        b.box((-width / 2 + cw / 2 + i * (cw + gap), height - ct / 2, 0.0), (cw, ct, depth),
-              bevel=0.3 * ct)
+        b.box((-width / 2 + cw / 2 + i * (cw + gap), height - ct / 2, 0.0), (cw, ct, depth), bevel=0.3 * ct)
     roll = aw / 2 if arm_style == "rolled" else 0.0
     for sx in (-1, 1):
         cx = sx * (width / 2 + aw / 2)
         top = height + ah - roll
-        b.box((cx, (leg_h + top) / 2, (z_front + z_back) / 2 + 0.01),
-              (aw, top - leg_h, z_front - z_back - 0.02), bevel=min(0.04, 0.3 * aw))
+        b.box(
+            (cx, (leg_h + top) / 2, (z_front + z_back) / 2 + 0.01),
+            (aw, top - leg_h, z_front - z_back - 0.02),
+            bevel=min(0.04, 0.3 * aw),
+        )
         if roll:
             b.rod((cx, top, z_back + 0.02), (cx, top, z_front + 0.015), 0.55 * aw, sections=_DISC_SECTIONS)
     frame = _translate(0.0, frame_top, -depth / 2) @ _rot_x(-tilt)
@@ -381,8 +410,12 @@ def _upholstered(s: _Sampler, b: _Builder, sofa: bool) -> None:
         lean_frame = _translate(0.0, height, -depth / 2) @ _rot_x(-lean)
         bh = 0.85 * back_h
         for i in range(n_cushions):
-            b.box((-width / 2 + cw / 2 + i * (cw + gap), bh / 2, bct / 2), (cw, bh, bct), frame=lean_frame,
-                  bevel=0.3 * bct)
+            b.box(
+                (-width / 2 + cw / 2 + i * (cw + gap), bh / 2, bct / 2),
+                (cw, bh, bct),
+                frame=lean_frame,
+                bevel=0.3 * bct,
+            )
     if base == "legs":
         shape, lt = s.choice("leg_shape", ("round", "square")), s.uniform("leg_thickness", 0.03, 0.06)
         xs = [-full_w / 2 + 0.04, full_w / 2 - 0.04] + ([0.0] if sofa and width > 1.6 else [])
@@ -437,8 +470,7 @@ def _office(s: _Sampler, b: _Builder) -> None:
     if s.flag("has_arms", 0.6):
         arm_h, arm_x = s.uniform("arm_height", 0.18, 0.26), width / 2 + 0.03
         for sx in (-1, 1):
-            b.bar((sx * 0.08, mech_y + 0.01, -0.06), (sx * arm_x, mech_y + 0.01, -0.06), 0.04, 0.02,
-                  hint=(0, 1, 0))
+            b.bar((sx * 0.08, mech_y + 0.01, -0.06), (sx * arm_x, mech_y + 0.01, -0.06), 0.04, 0.02, hint=(0, 1, 0))
             b.bar((sx * arm_x, mech_y, -0.06), (sx * arm_x, height + arm_h, -0.06), 0.03, 0.05)
             b.box((sx * arm_x, height + arm_h + 0.015, -0.03), (0.07, 0.03, 0.26), bevel=0.012)
 

@@ -1,5 +1,6 @@
 """Readers and writers for meshes and point clouds, behind one registry keyed by extension."""
 
+from shapelatent.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, write_points_ply
 from shapelatent.io.meshes import (
     MESH_READERS,
     POINT_READERS,
@@ -11,7 +12,6 @@ from shapelatent.io.meshes import (
     supported_point_extensions,
     validate_mesh,
 )
-from shapelatent.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, write_points_ply
 
 __all__ = [
     "MESH_READERS",

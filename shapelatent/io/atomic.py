@@ -51,9 +51,7 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def write_points_ply(
-    path: str | os.PathLike[str], points: np.ndarray, normals: np.ndarray | None = None
-) -> Path:
+def write_points_ply(path: str | os.PathLike[str], points: np.ndarray, normals: np.ndarray | None = None) -> Path:
     """Write a point cloud as binary little-endian PLY, atomically.
 
     Args:
@@ -73,6 +71,6 @@ def write_points_ply(
     rec["x"], rec["y"], rec["z"] = pts.T
     if normals is not None:
         rec["nx"], rec["ny"], rec["nz"] = nrm.T
-    header = "ply\nformat binary_little_endian 1.0\n" f"element vertex {len(pts)}\n"
+    header = f"ply\nformat binary_little_endian 1.0\nelement vertex {len(pts)}\n"
     header += "".join(f"property float {name}\n" for name, _ in fields) + "end_header\n"
     return atomic_write_bytes(path, header.encode("ascii") + rec.tobytes())

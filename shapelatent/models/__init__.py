@@ -1,3 +1,9 @@
-from shapelatent.models.pointnet import AEOutput, MLPDecoder, ModelConfig, PointCloudAutoencoder, PointNetEncoder
+from shapelatent.models.pointnet import (
+    AEOutput,
+    MLPDecoder,
+    ModelConfig,
+    PointCloudAutoencoder,
+    PointNetEncoder,
+)
 
-__all__ = ['AEOutput', 'MLPDecoder', 'ModelConfig', 'PointCloudAutoencoder', 'PointNetEncoder']
+__all__ = ["AEOutput", "MLPDecoder", "ModelConfig", "PointCloudAutoencoder", "PointNetEncoder"]

@@ -41,7 +41,9 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
                 p = cand
                 break
         else:
-            raise FileNotFoundError(f"{path}: no model.safetensors or checkpoints/last.safetensors; is it a run folder?")
+            raise FileNotFoundError(
+                f"{path}: no model.safetensors or checkpoints/last.safetensors; is it a run folder?"
+            )
     ckpt = load_checkpoint(p)
     try:
         mcfg = ModelConfig.from_dict(dict(ckpt.config["run"]["model"]))

@@ -102,8 +102,9 @@ class PointNetEncoder(nn.Module):
 class MLPDecoder(nn.Module):
     """MLP from a code to a point cloud: (B, Z) -> (B, P, 3) [+ normals (B, P, 3)]."""
 
-    def __init__(self, latent_dim: int, num_points: int, hidden: tuple[int, ...] = (256, 256),
-                 predict_normals: bool = False) -> None:
+    def __init__(
+        self, latent_dim: int, num_points: int, hidden: tuple[int, ...] = (256, 256), predict_normals: bool = False
+    ) -> None:
         super().__init__()
         self.num_points = num_points
         self.channels = 6 if predict_normals else 3

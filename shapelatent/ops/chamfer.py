@@ -143,8 +143,7 @@ def _check_lengths(lengths: torch.Tensor | None, name: str, cloud: torch.Tensor,
     integer = not (lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool)
     if lengths.shape != (batch,) or not integer:
         raise ValueError(
-            f"{name} must be a (B,) = ({batch},) integer tensor, got shape {tuple(lengths.shape)} "
-            f"dtype {lengths.dtype}"
+            f"{name} must be a (B,) = ({batch},) integer tensor, got shape {tuple(lengths.shape)} dtype {lengths.dtype}"
         )
     if lengths.device != cloud.device:
         raise ValueError(f"{name} is on {lengths.device} but the clouds are on {cloud.device}")
@@ -203,8 +202,8 @@ def _search_numba(x, y, x_lengths, y_lengths):
     idx_xy, idx_yx = nn_fused(
         x.detach().to(dtype).contiguous().numpy(),
         y.detach().to(dtype).contiguous().numpy(),
-        x_lengths.numpy(),
-        y_lengths.numpy(),
+        x_lengths.contiguous().numpy(),
+        y_lengths.contiguous().numpy(),
     )
     return torch.from_numpy(idx_xy), torch.from_numpy(idx_yx)
 
@@ -236,7 +235,7 @@ def _search_torch(x, y, x_lengths, y_lengths):
         block += a_sq[:, start:stop, None]  # (B, rows, Q)
         idx_xy[:, start:stop] = block.argmin(2)
         block_min, block_arg = block.min(1)
-        better = block_min <= col_min  # strict: an earlier block keeps a tie
+        better = block_min < col_min  # strict: an earlier block keeps a tie
         col_min = torch.where(better, block_min, col_min)
         col_arg = torch.where(better, block_arg + start, col_arg)
     return idx_xy, col_arg
@@ -266,9 +265,7 @@ def _search_keops(x, y, x_lengths, y_lengths):
     if bool((x_lengths < n_x).any()) or bool((y_lengths < n_y).any()):
         valid_x = _valid_mask(x_lengths, n_x)[..., None]
         valid_y = _valid_mask(y_lengths, n_y)[..., None]
-        bound = torch.maximum(
-            torch.where(valid_x, x, 0).abs().amax(), torch.where(valid_y, y, 0).abs().amax()
-        )
+        bound = torch.maximum(torch.where(valid_x, x, 0).abs().amax(), torch.where(valid_y, y, 0).abs().amax())
         far = 4 * bound + 1  # every sentinel coordinate is > 3 * bound + 1 from any valid one
         x = torch.where(valid_x, x, -far)
         y = torch.where(valid_y, y, far)

@@ -105,7 +105,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             f"{p}: checkpoint format version {version} is newer than this shapelatent reads "
             f"({CHECKPOINT_VERSION}); upgrade shapelatent."
         )
-    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     optim_state = None
     if "optim_param_groups" in meta:
         state: dict[int, dict[str, Any]] = {}
@@ -116,4 +116,6 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         for pid, scalars in json.loads(meta.get("optim_scalars", "{}")).items():
             state.setdefault(int(pid), {}).update(scalars)
         optim_state = {"state": state, "param_groups": json.loads(meta["optim_param_groups"])}
-    return Checkpoint(model_state, optim_state, json.loads(meta.get("config", "{}")), json.loads(meta.get("state", "{}")))
+    return Checkpoint(
+        model_state, optim_state, json.loads(meta.get("config", "{}")), json.loads(meta.get("state", "{}"))
+    )

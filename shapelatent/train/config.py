@@ -55,7 +55,9 @@ class TrainConfig:
         if self.augment_scale is not None:
             lo, hi = (float(x) for x in self.augment_scale)
             if not 0 < lo <= hi:
-                raise ValueError(f"train.augment_scale must be (low, high) with 0 < low <= high; got {self.augment_scale}")
+                raise ValueError(
+                    f"train.augment_scale must be (low, high) with 0 < low <= high; got {self.augment_scale}"
+                )
             object.__setattr__(self, "augment_scale", (lo, hi))
 
 

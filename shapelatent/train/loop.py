@@ -61,8 +61,9 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def normal_consistency(pred_normals: torch.Tensor, gt_normals: torch.Tensor, idx_pg: torch.Tensor,
-                       idx_gp: torch.Tensor) -> torch.Tensor:
+def normal_consistency(
+    pred_normals: torch.Tensor, gt_normals: torch.Tensor, idx_pg: torch.Tensor, idx_gp: torch.Tensor
+) -> torch.Tensor:
     """Unoriented normal consistency, ``1 - |cos|`` between matched points, mean of both directions.
 
     Args:
@@ -81,8 +82,9 @@ def normal_consistency(pred_normals: torch.Tensor, gt_normals: torch.Tensor, idx
     return a.mean(1) + b.mean(1)
 
 
-def _augment(points: np.ndarray, normals: np.ndarray, rng: np.random.Generator, rotate: bool,
-             scale: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:
+def _augment(
+    points: np.ndarray, normals: np.ndarray, rng: np.random.Generator, rotate: bool, scale: tuple[float, float] | None
+) -> tuple[np.ndarray, np.ndarray]:
     """points, normals: (B, P, 3) -> augmented copies (rotation about +Y, isotropic scale)."""
     if rotate:
         theta = rng.uniform(0.0, 2.0 * math.pi, size=len(points))
@@ -104,8 +106,14 @@ def _batch(ds: ShapeDataset, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @torch.no_grad()
-def evaluate_chamfer(model: PointCloudAutoencoder, ds: ShapeDataset, indices: np.ndarray, device: torch.device,
-                     batch_size: int = 64, backend: str = "auto") -> np.ndarray:
+def evaluate_chamfer(
+    model: PointCloudAutoencoder,
+    ds: ShapeDataset,
+    indices: np.ndarray,
+    device: torch.device,
+    batch_size: int = 64,
+    backend: str = "auto",
+) -> np.ndarray:
     """Per-shape Chamfer distance between each shape and its reconstruction.
 
     Returns:
@@ -114,7 +122,7 @@ def evaluate_chamfer(model: PointCloudAutoencoder, ds: ShapeDataset, indices: np
     model.eval()
     out = []
     for start in range(0, len(indices), batch_size):
-        pts, _ = _batch(ds, indices[start:start + batch_size])
+        pts, _ = _batch(ds, indices[start : start + batch_size])
         x = torch.from_numpy(pts).to(device)
         rec = model(x)
         out.append(chamfer_distance(rec.points, x, reduction="none", backend=backend).loss.double().cpu().numpy())
@@ -178,7 +186,8 @@ def train(
         start_epoch = int(ckpt.state["epoch"])
     elif (run / "config.json").exists() and not force:
         raise OutputExistsError(
-            f"{run}: already holds a run; pass --resume to continue it or --force to start over, or choose another --out."
+            f"{run}: already holds a run; pass --resume to continue it or --force to start over, "
+            "or choose another --out."
         )
     config = config or RunConfig()
     if config.model.num_points != ds.num_points:
@@ -196,8 +205,14 @@ def train(
     torch.manual_seed(tc.seed)
     model = PointCloudAutoencoder(config.model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    full_config = {"run": config.to_dict(), "data": {"path": str(ds.root.resolve()), "sampling": ds.info.get("sampling"),
-                                                     "classes": ds.info.get("classes")}}
+    full_config = {
+        "run": config.to_dict(),
+        "data": {
+            "path": str(ds.root.resolve()),
+            "sampling": ds.info.get("sampling"),
+            "classes": ds.info.get("classes"),
+        },
+    }
     if ckpt is not None:
         try:
             model.load_state_dict(ckpt.model_state)
@@ -213,8 +228,14 @@ def train(
     ckpt_meta = {"run": config.to_dict(), "data": full_config["data"]}
     steps = math.ceil(len(train_idx) / tc.batch_size)
     end_epoch = tc.epochs if stop_after_epochs is None else min(tc.epochs, start_epoch + stop_after_epochs)
-    logger.info("training on %s: %d train / %d val shapes, epochs %d..%d", device, len(train_idx), len(val_idx),
-                start_epoch + 1, end_epoch)
+    logger.info(
+        "training on %s: %d train / %d val shapes, epochs %d..%d",
+        device,
+        len(train_idx),
+        len(val_idx),
+        start_epoch + 1,
+        end_epoch,
+    )
 
     for epoch in range(start_epoch, end_epoch):
         rng = np.random.default_rng([tc.seed, epoch])
@@ -223,7 +244,7 @@ def train(
         t0 = time.perf_counter()
         loss_sum, cd_sum, seen = 0.0, 0.0, 0
         for step in range(steps):
-            idx = order[step * tc.batch_size:(step + 1) * tc.batch_size]
+            idx = order[step * tc.batch_size : (step + 1) * tc.batch_size]
             pts, nrm = _batch(ds, idx)
             pts, nrm = _augment(pts, nrm, rng, tc.augment_rotate, tc.augment_scale)
             x = torch.from_numpy(pts).to(device)
@@ -272,7 +293,9 @@ def train(
         summary["final_train_loss"] = history[-1]["train_loss"]
         summary["final_val_chamfer"] = history[-1]["val_chamfer"]
         summary["best_val_chamfer"] = None if best == math.inf else best
-        summary["chamfer_definition"] = "squared L2, mean over points per direction, two directions summed; shapes normalised as in dataset.json"
+        summary["chamfer_definition"] = (
+            "squared L2, mean over points per direction, two directions summed; shapes normalised as in dataset.json"
+        )
         summary["train_time_s"] = round(sum(h["time_s"] for h in history), 2)
         atomic_write_json(run / "metrics.json", summary)
     plot_loss_curve(history, run / "loss_curve.png")

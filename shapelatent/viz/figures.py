@@ -57,8 +57,9 @@ def plot_loss_curve(history: Sequence[dict[str, Any]], path: str | os.PathLike[s
 
 def _scatter(ax, points: np.ndarray, size: float) -> None:
     # data (x, y, z) with Y up -> matplotlib (x, z, y) so Y is vertical.
-    ax.scatter(points[:, 0], points[:, 2], points[:, 1], c=points[:, 1], cmap="viridis", s=size,
-               linewidths=0, depthshade=True)
+    ax.scatter(
+        points[:, 0], points[:, 2], points[:, 1], c=points[:, 1], cmap="viridis", s=size, linewidths=0, depthshade=True
+    )
     ax.set_xlim(-1, 1)
     ax.set_ylim(-1, 1)
     ax.set_zlim(-1, 1)
@@ -67,9 +68,14 @@ def _scatter(ax, points: np.ndarray, size: float) -> None:
     ax.set_axis_off()
 
 
-def plot_point_grid(rows: Sequence[Sequence[np.ndarray]], path: str | os.PathLike[str],
-                    row_titles: Sequence[str] | None = None, col_titles: Sequence[str] | None = None,
-                    point_size: float = 1.5, title: str | None = None) -> Path:
+def plot_point_grid(
+    rows: Sequence[Sequence[np.ndarray]],
+    path: str | os.PathLike[str],
+    row_titles: Sequence[str] | None = None,
+    col_titles: Sequence[str] | None = None,
+    point_size: float = 1.5,
+    title: str | None = None,
+) -> Path:
     """A grid of point clouds, e.g. inputs in one column and reconstructions in the next.
 
     Args:
@@ -88,8 +94,9 @@ def plot_point_grid(rows: Sequence[Sequence[np.ndarray]], path: str | os.PathLik
             if r == 0 and col_titles:
                 ax.set_title(col_titles[c], fontsize=9)
             if c == 0 and row_titles:
-                ax.text2D(-0.02, 0.5, row_titles[r], transform=ax.transAxes, rotation=90, ha="right", va="center",
-                          fontsize=10)
+                ax.text2D(
+                    -0.02, 0.5, row_titles[r], transform=ax.transAxes, rotation=90, ha="right", va="center", fontsize=10
+                )
     if title:
         fig.suptitle(title)
     fig.subplots_adjust(wspace=0.0, hspace=0.08)

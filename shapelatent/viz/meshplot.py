@@ -103,8 +103,7 @@ def render_mesh_grid(
             raise ValueError(f"mesh {i} ({title!r}) has non-finite vertices")
         if subdivide > 0:  # smaller faces make matplotlib's per-face depth sort far less wrong
             extent = float(np.ptp(vertices, axis=0).max())
-            vertices, faces = trimesh.remesh.subdivide_to_size(vertices, faces, extent / subdivide,
-                                                               max_iter=8)
+            vertices, faces = trimesh.remesh.subdivide_to_size(vertices, faces, extent / subdivide, max_iter=8)
         tris = _to_plot_axes(np.asarray(vertices, dtype=np.float64))[np.asarray(faces)]  # (F, 3, 3)
         normals = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])  # (F, 3)
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)

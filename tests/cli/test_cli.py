@@ -44,10 +44,14 @@ def test_build_info_train_flow(tmp_path):
 def test_bad_inputs_have_clear_messages(tmp_path):
     _fails(["data", "build", "folder", tmp_path / "missing", "--out", tmp_path / "o"], "missing: no such folder")
     _fails(["data", "build", "procedural", "--count", 0, "--out", tmp_path / "o"], "count must be a positive integer")
-    _fails(["data", "build", "procedural", "--count", 5, "--points", 0, "--out", tmp_path / "o"],
-           "num_points must be a positive integer")
-    _fails(["data", "build", "procedural", "--count", 5, "--families", "throne", "--out", tmp_path / "o"],
-           "unknown chair families ['throne']")
+    _fails(
+        ["data", "build", "procedural", "--count", 5, "--points", 0, "--out", tmp_path / "o"],
+        "num_points must be a positive integer",
+    )
+    _fails(
+        ["data", "build", "procedural", "--count", 5, "--families", "throne", "--out", tmp_path / "o"],
+        "unknown chair families ['throne']",
+    )
     _fails(["data", "info", tmp_path], "not a shapelatent dataset")
     _fails(["train", "--data", tmp_path, "--out", tmp_path / "r"], "not a shapelatent dataset")
     _fails(["train", "--data", tmp_path, "--out", tmp_path / "r", "--device", "tpu"], "train.device must be one of")

@@ -102,7 +102,9 @@ def test_other_format_version_is_refused(tmp_path):
     info = json.loads((out / "dataset.json").read_text())
     info["format_version"] = 99
     (out / "dataset.json").write_text(json.dumps(info))
-    with pytest.raises(DatasetFormatError, match=r"dataset format version 99, this shapelatent reads version 1; rebuild"):
+    with pytest.raises(
+        DatasetFormatError, match=r"dataset format version 99, this shapelatent reads version 1; rebuild"
+    ):
         ShapeDataset(out)
 
 

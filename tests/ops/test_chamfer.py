@@ -190,9 +190,7 @@ def test_custom_function_gradcheck_float64():
     assert (idx_xy[1, 7:] == -1).all()
     x.requires_grad_(True)
     y.requires_grad_(True)
-    assert torch.autograd.gradcheck(
-        lambda a, b: chamfer._GatheredSquaredDistance.apply(a, b, idx_xy, idx_yx), (x, y)
-    )
+    assert torch.autograd.gradcheck(lambda a, b: chamfer._GatheredSquaredDistance.apply(a, b, idx_xy, idx_yx), (x, y))
 
 
 @pytest.mark.parametrize("backend", FAST_BACKENDS)

@@ -21,15 +21,25 @@ def tiny_data(tmp_path_factory):
 
 
 def _cfg(epochs=3, **train):
-    return RunConfig(model=ModelConfig(num_points=128, latent_dim=16, decoder_hidden=(64, 64)),
-                     train=TrainConfig(epochs=epochs, batch_size=8, lr=1e-3, seed=5, device="cpu", threads=1, **train))
+    return RunConfig(
+        model=ModelConfig(num_points=128, latent_dim=16, decoder_hidden=(64, 64)),
+        train=TrainConfig(epochs=epochs, batch_size=8, lr=1e-3, seed=5, device="cpu", threads=1, **train),
+    )
 
 
 def test_train_writes_run_and_learns(tiny_data, tmp_path):
     res = train(tiny_data, tmp_path / "run", _cfg(epochs=4))
     run = tmp_path / "run"
-    for name in ("config.json", "provenance.json", "metrics.jsonl", "metrics.json", "loss_curve.png",
-                 "model.safetensors", "checkpoints/last.safetensors", "checkpoints/best.safetensors"):
+    for name in (
+        "config.json",
+        "provenance.json",
+        "metrics.jsonl",
+        "metrics.json",
+        "loss_curve.png",
+        "model.safetensors",
+        "checkpoints/last.safetensors",
+        "checkpoints/best.safetensors",
+    ):
         assert (run / name).exists(), name
     hist = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
@@ -43,8 +53,9 @@ def test_train_writes_run_and_learns(tiny_data, tmp_path):
 
 def test_resume_matches_uninterrupted(tiny_data, tmp_path):
     full = train(tiny_data, tmp_path / "full", _cfg(epochs=3, augment_rotate=True, augment_scale=(0.9, 1.1)))
-    part = train(tiny_data, tmp_path / "part", _cfg(epochs=3, augment_rotate=True, augment_scale=(0.9, 1.1)),
-                 stop_after_epochs=1)
+    part = train(
+        tiny_data, tmp_path / "part", _cfg(epochs=3, augment_rotate=True, augment_scale=(0.9, 1.1)), stop_after_epochs=1
+    )
     assert len(part.history) == 1 and not (tmp_path / "part" / "model.safetensors").exists()
     resumed = train(tiny_data, tmp_path / "part", resume=True)
     a = [h["train_loss"] for h in full.history]
@@ -55,8 +66,10 @@ def test_resume_matches_uninterrupted(tiny_data, tmp_path):
 
 
 def test_normals_model_trains(tiny_data, tmp_path):
-    cfg = RunConfig(model=ModelConfig(num_points=128, latent_dim=16, decoder_hidden=(64,), predict_normals=True),
-                    train=TrainConfig(epochs=1, batch_size=8, device="cpu"))
+    cfg = RunConfig(
+        model=ModelConfig(num_points=128, latent_dim=16, decoder_hidden=(64,), predict_normals=True),
+        train=TrainConfig(epochs=1, batch_size=8, device="cpu"),
+    )
     res = train(tiny_data, tmp_path / "n", cfg)
     assert res.history[0]["train_loss"] > res.history[0]["train_chamfer"]
 
