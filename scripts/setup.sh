@@ -41,9 +41,9 @@ fi
 stamp=.venv/.shapelatent-installed
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1) $TORCH_PIN"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "setup: installing $TORCH_PIN (CPU) and shapelatent[dev,faiss] into .venv"
+  echo "setup: installing $TORCH_PIN (CPU) and shapelatent[dev,faiss,keops] into .venv"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q "$TORCH_PIN"
-  .venv/bin/python -m pip install -q -e ".[dev,faiss]" "$TORCH_PIN"
+  .venv/bin/python -m pip install -q -e ".[dev,faiss,keops]" "$TORCH_PIN"
   echo "$want" > "$stamp"
 fi
