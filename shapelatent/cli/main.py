@@ -105,7 +105,7 @@ def build_procedural_cmd(
     force: ForceOpt = False,
 ) -> None:
     """Generate procedural chairs (four_legged, stool, armchair, office, bench, sofa) as a dataset."""
-    from shapelatent.data.build import build_procedural
+    from shapelatent.data.sources.procedural import build_procedural
 
     fams = [f.strip() for f in families.split(",")] if families else None
     with bar("chairs", count) as pb:
@@ -139,10 +139,10 @@ def build_folder_cmd(
     force: ForceOpt = False,
 ) -> None:
     """Build a dataset from every mesh (OBJ/OFF/PLY/STL/GLB/GLTF) and point file (PLY/XYZ/NPY) under PATH."""
-    from shapelatent.data.build import _list_inputs, build_folder, load_class_map
+    from shapelatent.data.sources.folder import build_folder, list_inputs, load_class_map
 
     mapping = load_class_map(class_map) if class_map else None
-    total = len(_list_inputs(path)) if path.is_dir() else None
+    total = len(list_inputs(path)) if path.is_dir() else None
     with bar("models", total) as pb:
         result = build_folder(
             path,
@@ -291,7 +291,7 @@ def demo_cmd(
     import time
 
     from shapelatent.cli.demo import reconstruction_figure
-    from shapelatent.data.build import build_procedural
+    from shapelatent.data.sources.procedural import build_procedural
     from shapelatent.train.config import RunConfig, TrainConfig
 
     t0 = time.perf_counter()

@@ -1,16 +1,17 @@
-"""Dataset builders: procedural chairs and folders of meshes, streamed into the dataset format.
+"""Generic dataset building: items in, a dataset folder out.
 
-Builders are library code: they report progress through a callback and never print. A model that
-fails to load or sample is skipped and recorded in ``build_report.json`` with the reason.
+Every source (procedural chairs, a folder, Sweet Home 3D, ShapeNet, ModelNet, pre-sampled point sets)
+turns its input into a list of :class:`BuildItem` and calls :func:`build_items`, which reads, samples and
+normalises each item in a process pool and streams the results into the dataset format. An item that
+cannot be used is skipped and recorded, with the reason, in ``build_report.json``; the build goes on.
+Builders are library code: they report progress through a callback and never print.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,27 +24,27 @@ from shapelatent.data.normalize import Normalization
 from shapelatent.data.sampling import SampledCloud, sample_surface
 from shapelatent.errors import MeshReadError, ShapelatentError
 from shapelatent.io.atomic import atomic_write_json
-from shapelatent.io.meshes import (
-    POINT_READERS,
-    read_mesh,
-    read_points,
-    supported_mesh_extensions,
-    supported_point_extensions,
-)
+from shapelatent.io.meshes import POINT_READERS, read_mesh, read_points, supported_mesh_extensions
 from shapelatent.provenance import provenance
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "DEFAULT_MAX_FACES",
+    "BuildItem",
     "BuildResult",
+    "Progress",
     "SamplingConfig",
-    "build_folder",
-    "build_procedural",
-    "load_class_map",
+    "build_items",
+    "estimate_normals",
+    "parallel_map",
     "sample_file",
 ]
 
 Progress = Callable[[int], None]
+#: Meshes with more faces than this are skipped (reported), so one huge file cannot exhaust memory.
+DEFAULT_MAX_FACES = 2_000_000
+KINDS = ("auto", "mesh", "points")
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class SamplingConfig:
         num_points: P, points per shape.
         oversample: draw this many first and thin by farthest-point sampling (None: plain sampling).
         normalization: centring and scaling convention.
-        seed: base seed; shape i uses ``seed + i`` for its own sampler.
+        seed: base seed; item i uses ``seed + i`` for its own sampler.
     """
 
     num_points: int = 2048
@@ -87,6 +88,41 @@ class SamplingConfig:
         )
 
 
+@dataclass(frozen=True)
+class BuildItem:
+    """One shape to build.
+
+    Attributes:
+        id: unique id in the dataset.
+        path: the mesh or point-cloud file.
+        cls: class name.
+        split: a fixed split (``train``/``val``/``test``, e.g. an official one), or None for the seeded split.
+        license: licence of the item.
+        creator: who made it.
+        rotation: row-major 3x3 matrix applied as v' = M v before normalisation (e.g. Sweet Home 3D's
+            ``modelRotation``), or None.
+        kind: ``mesh`` (sample the surface), ``points`` (sub-sample a point set, no re-sampling) or
+            ``auto`` (by extension; a face-less PLY is read as points).
+        extra: anything else to keep (JSON-serialisable), stored in the metadata's ``extra`` column.
+    """
+
+    id: str
+    path: str
+    cls: str
+    split: str | None = None
+    license: str = ""
+    creator: str = ""
+    rotation: tuple[float, ...] | None = None
+    kind: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"BuildItem.kind must be one of {KINDS}; got {self.kind!r}")
+        if self.rotation is not None and len(self.rotation) != 9:
+            raise ValueError(f"{self.path}: rotation must have 9 numbers (row-major 3x3); got {len(self.rotation)}")
+
+
 @dataclass
 class BuildResult:
     """What a build produced."""
@@ -96,13 +132,15 @@ class BuildResult:
     skipped: list[dict[str, str]]
 
 
-def _normalise(cloud: SampledCloud, cfg: SamplingConfig) -> SampledCloud:
-    norm = cfg.normalization.apply(cloud.points)
-    return SampledCloud(norm.points, cloud.normals)
+def estimate_normals(points: np.ndarray, k: int = 16) -> np.ndarray:
+    """Unoriented PCA normals from the k nearest neighbours.
 
+    Args:
+        points: (P, 3) float array.
 
-def _estimate_normals(points: np.ndarray, k: int = 16) -> np.ndarray:
-    """PCA normals from k nearest neighbours (unoriented). (P, 3) -> (P, 3) float32."""
+    Returns:
+        (P, 3) float32 unit normals (sign arbitrary).
+    """
     from scipy.spatial import cKDTree
 
     k = min(k, len(points))
@@ -114,230 +152,152 @@ def _estimate_normals(points: np.ndarray, k: int = 16) -> np.ndarray:
     return vecs[:, :, 0].astype(np.float32)
 
 
-def sample_file(path: str | os.PathLike[str], cfg: SamplingConfig, seed: int) -> SampledCloud:
+def _rotate(cloud: SampledCloud, rotation: Sequence[float] | None) -> SampledCloud:
+    if rotation is None:
+        return cloud
+    m = np.asarray(rotation, dtype=np.float64).reshape(3, 3)
+    nrm = cloud.normals.astype(np.float64) @ np.linalg.inv(m)  # normals transform by the inverse transpose
+    nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
+    return SampledCloud((cloud.points.astype(np.float64) @ m.T).astype(np.float32), nrm.astype(np.float32))
+
+
+def _subsample_points(path: Path, cfg: SamplingConfig, seed: int) -> tuple[SampledCloud, bool]:
+    pc = read_points(path)
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(pc.points), cfg.num_points, replace=len(pc.points) < cfg.num_points)
+    if pc.normals is not None:
+        return SampledCloud(pc.points[idx], pc.normals[idx].astype(np.float32)), False
+    return SampledCloud(pc.points[idx], estimate_normals(pc.points[idx])), True
+
+
+def sample_file(
+    path: str | os.PathLike[str],
+    cfg: SamplingConfig,
+    seed: int,
+    *,
+    kind: str = "auto",
+    rotation: Sequence[float] | None = None,
+    max_faces: int = DEFAULT_MAX_FACES,
+) -> SampledCloud:
     """Read a mesh or point-cloud file and return its normalised P-point cloud.
 
-    Meshes are sampled by area. Point files (XYZ, NPY, face-less PLY) are sub-sampled to P points
-    without replacement (with replacement only when they have fewer), keeping their normals, or
+    Meshes are sampled by area. Point files (XYZ, NPY, face-less PLY, or ``kind="points"``) are sub-sampled
+    to P points without replacement (with replacement only when they have fewer), keeping their normals or
     estimating unoriented PCA normals when they have none.
+
+    Args:
+        rotation: row-major 3x3 applied as v' = M v before normalisation.
+        max_faces: meshes with more faces are refused (MeshReadError).
 
     Returns:
         :class:`SampledCloud`, points normalised by ``cfg.normalization``; (P, 3) float32 each.
     """
-    p = Path(path)
+    return _sample(Path(path), cfg, seed, kind, rotation, max_faces)[0]
+
+
+def _sample(
+    p: Path, cfg: SamplingConfig, seed: int, kind: str, rotation: Sequence[float] | None, max_faces: int
+) -> tuple[SampledCloud, dict[str, Any]]:
     ext = p.suffix.lower()
-    if ext in supported_mesh_extensions():
+    notes: dict[str, Any] = {}
+    cloud = None
+    if kind == "mesh" or (kind == "auto" and ext in supported_mesh_extensions()):
         try:
             mesh = read_mesh(p)
         except MeshReadError:
-            if ext not in POINT_READERS:
+            if kind == "mesh" or ext not in POINT_READERS:
                 raise
             mesh = None  # e.g. a PLY with vertices only: read it as points below
         if mesh is not None:
+            if len(mesh.faces) > max_faces:
+                raise MeshReadError(
+                    f"{p}: {len(mesh.faces)} faces is more than the cap of {max_faces}; raise max_faces."
+                )
             cloud = sample_surface(mesh, cfg.num_points, seed=seed, oversample=cfg.oversample)
-            return _normalise(cloud, cfg)
-    pc = read_points(p)
-    rng = np.random.default_rng(seed)
-    replace = len(pc.points) < cfg.num_points
-    idx = rng.choice(len(pc.points), cfg.num_points, replace=replace)
-    normals = pc.normals[idx] if pc.normals is not None else _estimate_normals(pc.points)[idx]
-    return _normalise(SampledCloud(pc.points[idx], normals.astype(np.float32)), cfg)
+    if cloud is None:
+        cloud, estimated = _subsample_points(p, cfg, seed)
+        notes["presampled"] = True
+        if estimated:
+            notes["normals_estimated"] = "PCA, unoriented"
+    cloud = _rotate(cloud, rotation)
+    norm = cfg.normalization.apply(cloud.points)
+    return SampledCloud(norm.points, cloud.normals), notes
 
 
-def _file_task(args: tuple[str, int, SamplingConfig]) -> tuple[str, SampledCloud | None, str]:
-    path, index, cfg = args
+def _item_task(args: tuple[BuildItem, int, SamplingConfig, int]) -> tuple[BuildItem, SampledCloud | None, Any]:
+    item, index, cfg, max_faces = args
     try:
-        return path, sample_file(path, cfg, seed=cfg.seed + index), ""
-    except (ShapelatentError, ValueError, OSError) as exc:
-        return path, None, str(exc)
+        cloud, notes = _sample(Path(item.path), cfg, cfg.seed + index, item.kind, item.rotation, max_faces)
+        return item, cloud, notes
+    except (ShapelatentError, ValueError, OSError, MemoryError) as exc:
+        return item, None, str(exc)
 
 
-def _parallel_map(fn: Callable[[Any], Any], tasks: list[Any], workers: int) -> Iterator[Any]:
+def parallel_map(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int) -> Iterator[Any]:
+    """``map`` in a process pool (in order); inline when ``workers <= 1`` or there are few tasks."""
     if workers <= 1 or len(tasks) < 8:
         yield from map(fn, tasks)
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(fn, tasks, chunksize=max(1, min(64, len(tasks) // (workers * 8))))
+        yield from pool.map(fn, tasks, chunksize=max(1, min(16, len(tasks) // (workers * 8))))
 
 
-def _default_workers(workers: int | None) -> int:
+def default_workers(workers: int | None) -> int:
+    """``workers`` or, when None, all cores."""
     return workers if workers is not None else max(1, os.cpu_count() or 1)
 
 
-def build_procedural(
+def build_items(
+    items: Sequence[BuildItem],
     out: str | os.PathLike[str],
-    count: int,
     *,
+    source: dict[str, Any],
     sampling: SamplingConfig | None = None,
-    seed: int = 0,
-    families: Iterable[str] | None = None,
+    split_seed: int = 0,
     split_fractions: dict[str, float] | None = None,
+    pre_skipped: Sequence[dict[str, str]] = (),
+    max_faces: int = DEFAULT_MAX_FACES,
     force: bool = False,
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> BuildResult:
-    """Generate ``count`` procedural chairs and write them as a dataset.
+    """Sample every item and write a dataset folder.
 
     Args:
-        out: the dataset folder to create.
-        count: number of chairs (> 0), balanced over ``families``.
+        items: the shapes, in dataset order.
+        out: the dataset folder (written into ``out.partial`` and renamed when complete; an interrupted
+            build leaves only the ``.partial`` folder, which the next run replaces).
+        source: what the items came from, stored under ``source`` in ``dataset.json``.
         sampling: points per shape and normalisation.
-        seed: chair i is ``generate_chair(chair_seed(seed, i))``; also seeds the split.
-        families: subset of ``shapelatent.data.procedural.FAMILIES`` (all when None).
-        split_fractions: train/val/test fractions (default 0.8/0.1/0.1).
+        split_seed: seeds the split of items without a fixed one.
+        split_fractions: train/val/test fractions for those (default 0.8/0.1/0.1).
+        pre_skipped: inputs the source already rejected (``{"source", "reason"}``), kept in the report.
+        max_faces: meshes with more faces are skipped.
         force: replace an existing dataset at ``out`` once the new one is complete.
-        workers: processes used for generation and sampling (default: all cores).
-        progress: called with the number of shapes done since the last call.
-    """
-    from shapelatent.data.procedural import FAMILIES, chair_seed
-
-    if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
-        raise ValueError(f"count must be a positive integer; got {count!r}")
-    fams = tuple(families) if families is not None else FAMILIES
-    unknown = sorted(set(fams) - set(FAMILIES))
-    if unknown:
-        raise ValueError(f"unknown chair families {unknown}; choose from {', '.join(FAMILIES)}")
-    cfg = sampling or SamplingConfig(seed=seed)
-    fractions = split_fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
-    # Chair i's family is fixed by its index (round-robin), so classes are balanced.
-    tasks = []
-    for i in range(count):
-        tasks.append((i, chair_seed(seed, i), cfg))
-    with DatasetWriter(Path(out), cfg.num_points, force=force) as writer:
-        for i, (family, cloud, extra) in enumerate(
-            _parallel_map(_procedural_task_for(fams), tasks, _default_workers(workers))
-        ):
-            writer.add(
-                f"chair_{i:06d}",
-                cloud.points,
-                cloud.normals,
-                source=f"procedural:{extra['chair_seed']}",
-                **{"class": family},
-                license="CC0-1.0",
-                creator="shapelatent procedural generator",
-                **extra,
-            )
-            if progress:
-                progress(1)
-        info = {
-            "source": {"kind": "procedural", "count": count, "seed": seed, "families": list(fams)},
-            "sampling": cfg.to_dict(),
-        }
-        atomic_write_json(writer.tmp / "provenance.json", provenance(info, seed))
-        path = writer.finalize(info, split_seed=seed, fractions=fractions)
-    return BuildResult(path, len(writer.rows), writer.skipped)
-
-
-@dataclass(frozen=True)
-class _FamilyTask:
-    families: tuple[str, ...]
-
-    def __call__(self, args: tuple[int, int, SamplingConfig]) -> tuple[str, SampledCloud, dict[str, Any]]:
-        from shapelatent.data.procedural import generate_chair
-
-        index, cseed, cfg = args
-        family = self.families[index % len(self.families)]
-        chair = generate_chair(cseed, family)
-        cloud = sample_surface(chair.mesh, cfg.num_points, seed=cfg.seed + index, oversample=cfg.oversample)
-        return chair.family, _normalise(cloud, cfg), {"chair_seed": cseed, "params": chair.params}
-
-
-def _procedural_task_for(families: tuple[str, ...]) -> _FamilyTask:
-    return _FamilyTask(families)
-
-
-def load_class_map(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Read a CSV (columns ``file,class``) or JSON (``{"file": "class"}``) class mapping.
-
-    File keys are paths relative to the input folder, with forward slashes.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: no such class-map file.")
-    if p.suffix.lower() == ".json":
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{p}: not valid JSON ({exc}).") from exc
-        if not isinstance(data, dict):
-            raise ValueError(f"{p}: expected a JSON object mapping file -> class.")
-        return {str(k): str(v) for k, v in data.items()}
-    if p.suffix.lower() == ".csv":
-        with open(p, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            if not reader.fieldnames or not {"file", "class"} <= set(reader.fieldnames):
-                raise ValueError(
-                    f"{p}: a class-map CSV needs the columns 'file' and 'class'; found {reader.fieldnames}."
-                )
-            return {row["file"]: row["class"] for row in reader}
-    raise ValueError(f"{p}: class map must be .csv (columns file,class) or .json; got {p.suffix!r}.")
-
-
-def _list_inputs(root: Path) -> list[Path]:
-    exts = set(supported_mesh_extensions()) | set(supported_point_extensions())
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts)
-
-
-def build_folder(
-    root: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    *,
-    sampling: SamplingConfig | None = None,
-    class_map: dict[str, str] | None = None,
-    seed: int = 0,
-    split_fractions: dict[str, float] | None = None,
-    license: str = "",
-    creator: str = "",
-    force: bool = False,
-    workers: int | None = None,
-    progress: Progress | None = None,
-) -> BuildResult:
-    """Build a dataset from every mesh / point-cloud file under a folder.
-
-    The class of a file is its first sub-folder under ``root`` (``root/chair/a.obj`` -> ``chair``;
-    files directly in ``root`` get class ``unlabelled``), unless ``class_map`` gives it. Broken files
-    are skipped and listed, with the reason, in ``build_report.json``.
+        workers: processes (default: all cores).
+        progress: called with the number of items done since the last call.
 
     Raises:
-        FileNotFoundError: ``root`` does not exist.
-        DatasetFormatError: not one file could be used.
+        OutputExistsError: ``out`` exists and ``force`` is False.
+        DatasetFormatError: not one item could be built (the report in ``out.partial`` lists why).
     """
-    src = Path(root)
-    if not src.is_dir():
-        raise FileNotFoundError(f"{src}: no such folder.")
-    files = _list_inputs(src)
-    if not files:
-        raise MeshReadError(
-            f"{src}: no mesh or point-cloud files found; supported extensions: "
-            f"{', '.join(sorted(set(supported_mesh_extensions()) | set(supported_point_extensions())))}."
-        )
-    cfg = sampling or SamplingConfig(seed=seed)
+    cfg = sampling or SamplingConfig(seed=split_seed)
     fractions = split_fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
-    tasks = [(str(f), i, cfg) for i, f in enumerate(files)]
+    tasks = [(item, i, cfg, max_faces) for i, item in enumerate(items)]
     with DatasetWriter(Path(out), cfg.num_points, force=force) as writer:
-        for path_str, cloud, error in _parallel_map(_file_task, tasks, _default_workers(workers)):
-            rel = Path(path_str).relative_to(src).as_posix()
+        for s in pre_skipped:
+            writer.skip(s["source"], s["reason"])
+        for item, cloud, result in parallel_map(_item_task, tasks, default_workers(workers)):
             if cloud is None:
-                logger.warning("skipped %s: %s", path_str, error)
-                writer.skip(path_str, error)
+                logger.warning("skipped %s: %s", item.path, result)
+                writer.skip(item.path, result)
             else:
-                parts = rel.split("/")
-                cls = (class_map or {}).get(rel) or (parts[0] if len(parts) > 1 else "unlabelled")
-                writer.add(
-                    rel,
-                    cloud.points,
-                    cloud.normals,
-                    source=path_str,
-                    license=license,
-                    creator=creator,
-                    **{"class": cls},
-                )
+                meta: dict[str, Any] = {"source": item.path, "class": item.cls, "license": item.license}
+                meta.update(creator=item.creator, split=item.split or "", **item.extra, **result)
+                writer.add(item.id, cloud.points, cloud.normals, **meta)
             if progress:
                 progress(1)
-        info = {
-            "source": {"kind": "folder", "root": str(src.resolve()), "files": len(files)},
-            "sampling": cfg.to_dict(),
-        }
-        atomic_write_json(writer.tmp / "provenance.json", provenance(info, seed))
-        path = writer.finalize(info, split_seed=seed, fractions=fractions)
+        info = {"source": source, "sampling": cfg.to_dict()}
+        atomic_write_json(writer.tmp / "provenance.json", provenance(info, split_seed))
+        path = writer.finalize(info, split_seed=split_seed, fractions=fractions)
     return BuildResult(path, len(writer.rows), writer.skipped)

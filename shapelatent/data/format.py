@@ -148,11 +148,12 @@ class DatasetWriter:
             shape_id: unique id.
             points: (P, 3) float32 normalised points.
             normals: (P, 3) float32 unit normals.
-            **meta: source, class, license, creator, and anything else (stored as JSON in ``extra``).
+            **meta: source, class, license, creator, split (optional: fixed split, e.g. an official one;
+                otherwise the seeded split), and anything else (stored as JSON in ``extra``).
         """
         self._points.append(points)
         self._normals.append(normals)
-        row = {k: meta.pop(k, "") for k in ("source", "class", "license", "creator")}
+        row = {k: meta.pop(k, "") for k in ("source", "class", "license", "creator", "split")}
         row["id"] = shape_id
         row["extra"] = json.dumps(meta, sort_keys=True) if meta else ""
         self.rows.append(row)
@@ -187,7 +188,12 @@ class DatasetWriter:
         dupes = [k for k, v in Counter(ids).items() if v > 1]
         if dupes:
             raise DatasetFormatError(f"{self.out}: duplicate shape ids {dupes[:5]}; ids must be unique.")
-        splits = assign_splits(len(self.rows), split_seed, fractions)
+        # Rows that came with a split (e.g. ModelNet's official one) keep it; the others are split seeded.
+        seeded = assign_splits(len(self.rows), split_seed, fractions)
+        splits = [row.get("split") or s for row, s in zip(self.rows, seeded, strict=True)]
+        bad = sorted({s for s in splits if s not in SPLITS})
+        if bad:
+            raise DatasetFormatError(f"{self.out}: unknown split names {bad}; allowed: {SPLITS}.")
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=METADATA_COLUMNS, lineterminator="\n")
         writer.writeheader()

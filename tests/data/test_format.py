@@ -5,8 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from shapelatent.data.build import SamplingConfig, build_folder, build_procedural, load_class_map
+from shapelatent.data.build import SamplingConfig
 from shapelatent.data.format import FORMAT_VERSION, NpyAppender, ShapeDataset, assign_splits
+from shapelatent.data.sources.folder import build_folder, load_class_map
+from shapelatent.data.sources.procedural import build_procedural
 from shapelatent.errors import DatasetFormatError, OutputExistsError
 
 

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from shapelatent.data.build import SamplingConfig, build_procedural
+from shapelatent.data.build import SamplingConfig
+from shapelatent.data.sources.procedural import build_procedural
 from shapelatent.errors import CheckpointError, OutputExistsError
 from shapelatent.models import ModelConfig
 from shapelatent.models.load import load_model
