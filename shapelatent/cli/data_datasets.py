@@ -1,0 +1,1 @@
+"""``shapelatent data build shapenet|modelnet|pointset``."""

@@ -1,0 +1,1 @@
+"""``shapelatent data build sweethome3d``."""
