@@ -101,10 +101,27 @@ def data_info_cmd(path: Annotated[Path, typer.Argument(help="Dataset folder.")])
     """Print a dataset's size, classes, splits and sampling parameters."""
     from shapelatent.data.format import ShapeDataset
 
+    from collections import Counter
+
+    from rich.table import Table
+
     ds = ShapeDataset(path)
     info = ds.info
     console.print(f"[bold]{path}[/]: {len(ds)} shapes x {ds.num_points} points (format v{info['format_version']})")
-    console.print(f"classes: {info.get('classes')}")
-    console.print(f"splits: {info.get('split', {}).get('counts')}")
-    console.print(f"sampling: {info.get('sampling')}")
-    console.print(f"skipped at build: {info.get('skipped', 0)}")
+    counts = Counter((m["class"], m["split"]) for m in ds.meta)
+    table = Table("class", "train", "val", "test", "total")
+    for cls in sorted({c for c, _ in counts}):
+        row = [counts[(cls, s)] for s in ("train", "val", "test")]
+        table.add_row(cls, *(str(v) for v in row), str(sum(row)))
+    totals = [sum(v for (_, s), v in counts.items() if s == split) for split in ("train", "val", "test")]
+    table.add_row("[bold]all[/]", *(str(v) for v in totals), str(len(ds)))
+    console.print(table)
+    norm = info.get("sampling", {}).get("normalization")
+    console.print(
+        f"sampling: {info.get('sampling', {}).get('method')}, normalisation {norm}, split seed "
+        f"{info.get('split', {}).get('seed')}"
+    )
+    console.print(
+        f"source: {info.get('source', {}).get('kind')}; skipped at build: {info.get('skipped', 0)} "
+        f"(see {ds.root / 'build_report.json'})"
+    )

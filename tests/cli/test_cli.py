@@ -31,7 +31,9 @@ def test_version():
 def test_build_info_train_flow(tmp_path):
     data = tmp_path / "d"
     _ok(["data", "build", "procedural", "--count", 20, "--points", 96, "--out", data, "--workers", 1])
-    assert "20 shapes x 96 points" in " ".join(_ok(["data", "info", data]).output.split())
+    info = " ".join(_ok(["data", "info", data]).output.split())
+    assert "20 shapes x 96 points" in info
+    assert "│ all │ 16 │ 2 │ 2 │ 20 │" in info and "four_legged" in info
     _fails(["data", "build", "procedural", "--count", 20, "--out", data], "already exists; pass --force")
     run = tmp_path / "run"
     _ok(["train", "--data", data, "--out", run, "--epochs", 2, "--batch-size", 8, "--latent-dim", 8, "--device", "cpu"])
