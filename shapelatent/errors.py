@@ -33,3 +33,7 @@ class OutputExistsError(ShapelatentError, FileExistsError):
 
 class BackendUnavailableError(ShapelatentError, ImportError):
     """An optional backend asked for by name whose package is not installed."""
+
+
+class StoreError(ShapelatentError, ValueError):
+    """A latent store that is missing, malformed, or was made by a different model."""

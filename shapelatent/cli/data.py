@@ -99,11 +99,11 @@ def build_folder_cmd(
 @friendly
 def data_info_cmd(path: Annotated[Path, typer.Argument(help="Dataset folder.")]) -> None:
     """Print a dataset's size, classes, splits and sampling parameters."""
-    from shapelatent.data.format import ShapeDataset
-
     from collections import Counter
 
     from rich.table import Table
+
+    from shapelatent.data.format import ShapeDataset
 
     ds = ShapeDataset(path)
     info = ds.info

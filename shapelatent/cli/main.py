@@ -11,6 +11,7 @@ import typer
 
 from shapelatent import __version__
 from shapelatent.cli import data_sources  # noqa: F401  (registers the source-specific build commands)
+from shapelatent.cli import latent as latent_cli
 from shapelatent.cli.common import ForceOpt, bar, console, friendly, report_build, sampling_config
 from shapelatent.cli.data import data_app
 
@@ -20,6 +21,7 @@ app = typer.Typer(
     help="shapelatent: learn a latent space of 3D shapes (point-cloud autoencoders).",
 )
 app.add_typer(data_app, name="data")
+latent_cli.register(app)
 
 
 def _version(value: bool) -> None:
@@ -41,6 +43,7 @@ def main(
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("trimesh").setLevel(logging.WARNING)  # its INFO lines (e.g. "triangulating faces") are noise
 
 
 def _run_config(config: Path | None, overrides: dict[str, dict[str, Any]]):

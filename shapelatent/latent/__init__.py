@@ -1,0 +1,1 @@
+"""Latent-space tools: encode to a store, retrieval, interpolation, generation."""

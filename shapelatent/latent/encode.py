@@ -1,0 +1,186 @@
+"""Encode shapes to latent codes, applying exactly the sampling and normalisation the model was trained with."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from shapelatent.data.build import SamplingConfig, default_workers, parallel_map, sample_file
+from shapelatent.data.format import ShapeDataset
+from shapelatent.errors import DatasetFormatError, ShapelatentError
+from shapelatent.io.atomic import atomic_write_json
+from shapelatent.latent.store import LatentStore, model_fingerprint
+from shapelatent.models.load import LoadedModel, load_model
+from shapelatent.provenance import provenance
+
+__all__ = ["EncodeInputs", "codes_for_points", "collect_inputs", "encode_to_store", "model_sampling"]
+
+Progress = Callable[[int], None]
+
+
+def model_sampling(loaded: LoadedModel) -> SamplingConfig:
+    """The sampling/normalisation the model was trained with (P = the model's ``num_points``)."""
+    if not loaded.sampling:
+        raise ShapelatentError("the checkpoint records no sampling/normalisation; it was not trained by shapelatent.")
+    cfg = SamplingConfig.from_dict(loaded.sampling)
+    return SamplingConfig(cfg.num_points, cfg.oversample, cfg.normalization, cfg.seed)
+
+
+@torch.no_grad()
+def codes_for_points(
+    model: torch.nn.Module, points: np.ndarray, batch_size: int = 64, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """Encode normalised clouds.
+
+    Args:
+        points: (N, P, 3) float array (already normalised as the model expects).
+
+    Returns:
+        (N, Z) float32 codes.
+    """
+    model.eval()
+    out = []
+    for start in range(0, len(points), batch_size):
+        chunk = np.array(points[start : start + batch_size], dtype=np.float32)  # a writable copy
+        x = torch.from_numpy(chunk).to(device)
+        out.append(model.encode(x).cpu().numpy())
+    z = getattr(getattr(model, "config", None), "latent_dim", 0)
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, z), dtype=np.float32)
+
+
+@dataclass
+class EncodeInputs:
+    """Inputs resolved from the command line: mesh/point files and built datasets."""
+
+    files: list[tuple[str, str, str]]  # (id, path, class)
+    datasets: list[Path]
+
+
+def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> EncodeInputs:
+    """Resolve files, folders (every mesh / point file under them; class = first sub-folder) and dataset folders.
+
+    Raises:
+        FileNotFoundError: a path does not exist.
+    """
+    from shapelatent.data.sources.folder import list_inputs
+
+    files: list[tuple[str, str, str]] = []
+    datasets: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no such file or folder.")
+        if p.is_dir() and (p / "dataset.json").exists():
+            datasets.append(p)
+        elif p.is_dir():
+            for f in list_inputs(p):
+                rel = f.relative_to(p).as_posix()
+                parts = rel.split("/")
+                files.append((f"{p.name}/{rel}", str(f), parts[0] if len(parts) > 1 else ""))
+        else:
+            files.append((p.as_posix(), str(p), ""))
+    return EncodeInputs(files, datasets)
+
+
+@dataclass(frozen=True)
+class _SampleTask:
+    cfg: SamplingConfig
+
+    def __call__(self, path: str) -> tuple[np.ndarray | None, str]:
+        try:
+            return sample_file(path, self.cfg, seed=self.cfg.seed).points, ""
+        except (ShapelatentError, ValueError, OSError) as exc:
+            return None, str(exc)
+
+
+def encode_to_store(
+    model_path: str | os.PathLike[str],
+    inputs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    append: bool = False,
+    force: bool = False,
+    batch_size: int = 64,
+    workers: int | None = None,
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> tuple[LatentStore, list[dict[str, str]]]:
+    """Encode files, folders and datasets into a store.
+
+    Files are read and sampled in a process pool (all cores by default) exactly as the model's training
+    data was (P points, same normalisation, fixed seed, so encoding a file twice gives the same code);
+    datasets are encoded from their stored points, which must have been sampled the same way.
+
+    Returns:
+        the store, and the inputs that could not be encoded (``{"source", "reason"}``).
+
+    Raises:
+        StoreError: ``append`` to a store made by another model.
+        DatasetFormatError: a dataset sampled differently from the model's training data.
+    """
+    loaded = load_model(model_path)
+    cfg = model_sampling(loaded)
+    fp = model_fingerprint(loaded.model)
+    model = loaded.model.to(device)
+    resolved = collect_inputs(inputs)
+    model_info: dict[str, Any] = {"fingerprint": fp, "path": str(model_path), "sampling": cfg.to_dict()}
+    if append and Path(out).exists():
+        store = LatentStore.open(out)
+        store.check_model(fp, str(model_path))
+    else:
+        store = LatentStore.create(out, latent_dim=model.config.latent_dim, model=model_info, force=force)
+    failed: list[dict[str, str]] = []
+
+    for ds_path in resolved.datasets:
+        ds = ShapeDataset(ds_path)
+        ds_norm = ds.info.get("sampling", {}).get("normalization")
+        if ds.num_points != cfg.num_points or ds_norm != cfg.normalization.to_dict():
+            raise DatasetFormatError(
+                f"{ds_path}: sampled with P={ds.num_points} and normalisation {ds_norm}, but the model expects "
+                f"P={cfg.num_points} and {cfg.normalization.to_dict()}; rebuild the dataset with those settings "
+                "or encode its source files instead."
+            )
+        codes = []
+        for start in range(0, len(ds), 1024):
+            codes.append(codes_for_points(model, np.asarray(ds.points[start : start + 1024]), batch_size, device))
+            if progress:
+                progress(min(1024, len(ds) - start))
+        store.append(
+            np.concatenate(codes),
+            [m["id"] for m in ds.meta],
+            [m["source"] for m in ds.meta],
+            [m["class"] for m in ds.meta],
+            [m["split"] for m in ds.meta],
+        )
+
+    if resolved.files:
+        task = _SampleTask(cfg)
+        chunk = 256
+        for start in range(0, len(resolved.files), chunk):
+            part = resolved.files[start : start + chunk]
+            clouds, keep = [], []
+            for (item_id, path, cls), (pts, err) in zip(
+                part, parallel_map(task, [p for _, p, _ in part], default_workers(workers)), strict=True
+            ):
+                if pts is None:
+                    failed.append({"source": path, "reason": err})
+                else:
+                    clouds.append(pts)
+                    keep.append((item_id, path, cls))
+                if progress:
+                    progress(1)
+            if keep:
+                codes = codes_for_points(model, np.stack(clouds), batch_size, device)
+                store.append(codes, [k[0] for k in keep], [k[1] for k in keep], [k[2] for k in keep])
+    record = {"model": model_info, "inputs": [str(i) for i in inputs], "append": append}
+    atomic_write_json(store.path / "provenance.json", provenance(record, cfg.seed))
+    if len(store) == 0:
+        reasons = "; ".join(f"{f['source']}: {f['reason']}" for f in failed[:3])
+        raise ShapelatentError(f"nothing could be encoded ({reasons}).")
+    return store, failed
