@@ -1,7 +1,7 @@
 """Matplotlib figures written headlessly (Agg): loss curves and point-cloud comparisons.
 
-Points are drawn with Y up (matplotlib's vertical axis) and the +Z front toward the viewer's left,
-seen from front-left-above, coloured by height.
+Points are drawn with Y up (matplotlib's vertical axis), seen from the front-left and above with the same
+camera as the mesh renders of ``shapelatent.viz.meshplot``, coloured by height.
 """
 
 from __future__ import annotations
@@ -56,15 +56,17 @@ def plot_loss_curve(history: Sequence[dict[str, Any]], path: str | os.PathLike[s
 
 
 def _scatter(ax, points: np.ndarray, size: float) -> None:
-    # data (x, y, z) with Y up -> matplotlib (x, z, y) so Y is vertical.
+    # Same camera as shapelatent.viz.meshplot: data (x, y, z) with Y up -> matplotlib (x, -z, y), seen from
+    # the front-left and above, orthographic.
     ax.scatter(
-        points[:, 0], points[:, 2], points[:, 1], c=points[:, 1], cmap="viridis", s=size, linewidths=0, depthshade=True
+        points[:, 0], -points[:, 2], points[:, 1], c=points[:, 1], cmap="viridis", s=size, linewidths=0, depthshade=True
     )
     ax.set_xlim(-1, 1)
     ax.set_ylim(-1, 1)
     ax.set_zlim(-1, 1)
     ax.set_box_aspect((1, 1, 1))
-    ax.view_init(elev=20, azim=-60)
+    ax.set_proj_type("ortho")
+    ax.view_init(elev=22, azim=-125)
     ax.set_axis_off()
 
 
