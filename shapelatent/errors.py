@@ -37,3 +37,7 @@ class BackendUnavailableError(ShapelatentError, ImportError):
 
 class StoreError(ShapelatentError, ValueError):
     """A latent store that is missing, malformed, or was made by a different model."""
+
+
+class ArchiveError(ShapelatentError, ValueError):
+    """An archive (zip, ``.sh3f``) that is not readable, truncated, corrupt, or over the extraction caps."""

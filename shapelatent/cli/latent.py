@@ -51,3 +51,158 @@ def encode_cmd(
 def register(app: typer.Typer) -> None:
     """Add the latent-space commands to the main app."""
     app.command("encode")(friendly(encode_cmd))
+
+
+MesherOpt = Annotated[str, typer.Option(help="poisson | ball_pivoting | alpha | none.")]
+MeshFormatOpt = Annotated[str, typer.Option(help="ply | obj | glb.")]
+
+
+def _mesher(name: str) -> str | None:
+    from shapelatent.meshing import MESHERS
+
+    if name == "none":
+        return None
+    if name not in MESHERS:
+        raise ValueError(f"--mesher must be one of {', '.join(MESHERS)} or none; got {name!r}")
+    return name
+
+
+def _print_meshing(manifest: dict, out: Path) -> None:
+    m = manifest.get("meshing") or {}
+    if m:
+        console.print(
+            f"meshes: {m['meshed']} built, {m['failed']} failed; watertight share {m['watertight_share']}; "
+            f"mean triangles {m['mean_triangles']}; mean Chamfer mesh↔points {m['mean_chamfer_mesh_to_points']}"
+        )
+    for key in ("points_png", "meshes_png"):
+        if key in manifest:
+            console.print(f"  {out / manifest[key]}")
+    console.print(f"manifest: [bold]{out / 'manifest.json'}[/]")
+
+
+def interpolate_cmd(
+    shapes: Annotated[list[str], typer.Argument(help="Two or more shapes: store ids (with --store) or mesh files.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Run folder or checkpoint.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    steps: Annotated[int, typer.Option(help="Steps per segment, endpoints included (>= 2).")] = 8,
+    method: Annotated[str, typer.Option(help="linear | slerp.")] = "linear",
+    store: Annotated[Path | None, typer.Option(help="Store for ids and the class check.")] = None,
+    mesher: MesherOpt = "poisson",
+    mesh_format: MeshFormatOpt = "ply",
+    seed: Annotated[int, typer.Option(help="Seed for meshing.")] = 0,
+    force: ForceOpt = False,
+) -> None:
+    """Interpolate between shapes in latent space; write each step's points, mesh, a manifest and strips."""
+    from shapelatent.latent.runs import run_interpolation
+
+    manifest = run_interpolation(
+        model,
+        shapes,
+        out,
+        steps=steps,
+        method=method,
+        store_path=store,
+        mesher=_mesher(mesher),
+        mesh_format=mesh_format,
+        force=force,
+        seed=seed,
+    )
+    console.print(f"{len(manifest['steps'])} steps ({method}) written to [bold]{out}[/]")
+    if "class_consistency" in manifest:
+        console.print(
+            f"class consistency (nearest-neighbour class = endpoints' class): {manifest['class_consistency']:.0%}"
+        )
+    _print_meshing(manifest, out)
+
+
+def sample_cmd(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Run folder or checkpoint.")],
+    store: Annotated[Path, typer.Option(help="Store of training codes to fit the l-GMM on.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    n: Annotated[int, typer.Option("-n", help="Shapes to generate.")] = 16,
+    components: Annotated[int, typer.Option(help="Gaussian mixture components.")] = 32,
+    covariance: Annotated[str, typer.Option(help="full | diag | tied | spherical.")] = "full",
+    cls: Annotated[str | None, typer.Option("--class", help="Fit on one class only.")] = None,
+    split: Annotated[str, typer.Option(help="Fit on this split of the store ('' for all).")] = "train",
+    mesher: MesherOpt = "poisson",
+    mesh_format: MeshFormatOpt = "ply",
+    seed: Annotated[int, typer.Option(help="Seed for the mixture and sampling.")] = 0,
+    force: ForceOpt = False,
+) -> None:
+    """Generate new shapes: fit a Gaussian mixture on the codes (l-GMM) and decode samples, with meshes."""
+    from shapelatent.latent.runs import run_sampling
+
+    manifest = run_sampling(
+        model,
+        store,
+        out,
+        n=n,
+        components=components,
+        covariance=covariance,
+        cls=cls,
+        split=split or None,
+        mesher=_mesher(mesher),
+        mesh_format=mesh_format,
+        force=force,
+        seed=seed,
+    )
+    console.print(f"{n} samples from a {components}-component l-GMM fitted on {manifest['fitted_on']} codes")
+    _print_meshing(manifest, out)
+
+
+def arithmetic_cmd(
+    expression: Annotated[str, typer.Argument(help="e.g. 'A - B + C' or 'chair_1 + mean:armchair - mean:chair'.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Run folder or checkpoint.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    store: Annotated[Path | None, typer.Option(help="Store for ids and class means.")] = None,
+    mesher: MesherOpt = "poisson",
+    mesh_format: MeshFormatOpt = "ply",
+    seed: Annotated[int, typer.Option(help="Seed for meshing.")] = 0,
+    force: ForceOpt = False,
+) -> None:
+    """Latent arithmetic: add and subtract codes (ids, files, mean:CLASS) and decode the result, with meshes."""
+    from shapelatent.latent.runs import run_arithmetic
+
+    manifest = run_arithmetic(
+        model,
+        expression,
+        out,
+        store_path=store,
+        mesher=_mesher(mesher),
+        mesh_format=mesh_format,
+        force=force,
+        seed=seed,
+    )
+    result = manifest["shapes"][-1]
+    console.print(
+        f"{expression} → {out / result['points']}" + (f" ({result['nn_class']})" if "nn_class" in result else "")
+    )
+    _print_meshing(manifest, out)
+
+
+def augment_cmd(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Run folder or checkpoint.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Dataset to draw same-class pairs from.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New dataset folder.")],
+    pairs: Annotated[int, typer.Option(help="Random same-class pairs.")] = 100,
+    per_pair: Annotated[int, typer.Option(help="Interpolated shapes per pair (endpoints excluded).")] = 3,
+    method: Annotated[str, typer.Option(help="linear | slerp.")] = "linear",
+    seed: Annotated[int, typer.Option(help="Seed for the pairs.")] = 0,
+    force: ForceOpt = False,
+) -> None:
+    """Enlarge a dataset with decoded interpolations between same-class training shapes."""
+    from shapelatent.cli.common import report_build
+    from shapelatent.latent.augment import augment_dataset
+
+    report_build(
+        augment_dataset(model, data, out, pairs=pairs, per_pair=per_pair, method=method, seed=seed, force=force)
+    )
+
+
+def register_all(app: typer.Typer, data_app: typer.Typer) -> None:
+    """Add every latent-space command."""
+    register(app)
+    app.command("interpolate")(friendly(interpolate_cmd))
+    app.command("sample")(friendly(sample_cmd))
+    app.command("arithmetic")(friendly(arithmetic_cmd))
+    data_app.command("augment")(friendly(augment_cmd))

@@ -21,7 +21,7 @@ app = typer.Typer(
     help="shapelatent: learn a latent space of 3D shapes (point-cloud autoencoders).",
 )
 app.add_typer(data_app, name="data")
-latent_cli.register(app)
+latent_cli.register_all(app, data_app)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,265 @@
+"""The latent-space jobs behind the CLI: interpolate, sample (l-GMM), arithmetic.
+
+Each writes into an output folder: decoded points (PLY), meshes, ``manifest.json`` (codes, files, mesh
+statistics or errors), pictures, and ``provenance.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shapelatent.errors import OutputExistsError, StoreError
+from shapelatent.io.atomic import atomic_write_json
+from shapelatent.latent.decode import decode_codes, load_meshes, open_store, resolve_shape, write_shapes
+from shapelatent.latent.encode import codes_for_points
+from shapelatent.latent.generate import LatentGMM, evaluate_expression, parse_expression
+from shapelatent.latent.interpolate import latent_path
+from shapelatent.latent.store import LatentStore, model_fingerprint
+from shapelatent.models.load import LoadedModel, load_model
+from shapelatent.provenance import provenance
+from shapelatent.viz.figures import plot_point_grid
+from shapelatent.viz.meshplot import render_mesh_grid
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["run_arithmetic", "run_interpolation", "run_sampling"]
+
+
+def _prepare_out(out: str | os.PathLike[str], force: bool) -> Path:
+    p = Path(out)
+    if p.exists() and any(p.iterdir()) and not force:
+        raise OutputExistsError(f"{p}: already exists and is not empty; pass --force or choose another --out.")
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def _pictures(
+    out: Path, stem: str, points: np.ndarray, rows: list[dict[str, Any]], titles: Sequence[str], title: str
+) -> dict[str, str]:
+    pics = {
+        "points_png": plot_point_grid([list(points)], out / f"{stem}_points.png", col_titles=titles, title=title).name
+    }
+    meshes = load_meshes(out, rows)
+    ok = [(m, t) for m, t in zip(meshes, titles, strict=True) if m is not None]
+    if ok:
+        pics["meshes_png"] = render_mesh_grid(
+            [m for m, _ in ok], [t for _, t in ok], out / f"{stem}_meshes.png", ncols=len(ok)
+        ).name
+    return pics
+
+
+def _classify(loaded: LoadedModel, store: LatentStore | None, points: np.ndarray, k: int = 5) -> list[str] | None:
+    """Class of each decoded cloud by re-encoding it and voting among its k nearest store codes."""
+    if store is None or not any(store.classes):
+        return None
+    from shapelatent.latent.retrieval import knn_classify
+
+    codes = codes_for_points(loaded.model, points)
+    return knn_classify(store.codes, store.classes, codes, k=min(k, len(store)))
+
+
+def run_interpolation(
+    model_path: str | os.PathLike[str],
+    refs: Sequence[str],
+    out: str | os.PathLike[str],
+    *,
+    steps: int = 8,
+    method: str = "linear",
+    store_path: str | os.PathLike[str] | None = None,
+    mesher: str | None = "poisson",
+    mesh_format: str = "ply",
+    force: bool = False,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Interpolate between two or more shapes (store ids or files) and write every step as points and mesh.
+
+    Steps 0 and S-1 of each segment are the endpoints' own reconstructions. With a store, each decoded
+    step is re-encoded and classified by its nearest store codes; ``class_consistency`` is the share of
+    steps whose class is the endpoints' (when both endpoints share a class).
+
+    Returns:
+        the manifest (also written to ``out/manifest.json``).
+    """
+    if len(refs) < 2:
+        raise ValueError(f"interpolation needs at least two shapes (A B); got {len(refs)}")
+    loaded = load_model(model_path)
+    store = open_store(store_path)
+    shapes = [resolve_shape(r, loaded, store, str(model_path)) for r in refs]
+    for a, b in zip(refs, refs[1:], strict=False):
+        if a == b:
+            raise ValueError(f"A and B are the same shape ({a!r}); choose two different shapes.")
+    path = latent_path([s["code"] for s in shapes], steps, method)
+    out_dir = _prepare_out(out, force)
+    points, normals = decode_codes(loaded, path.codes)
+    names = [f"step_{i:02d}" for i in range(len(path.codes))]
+    rows = write_shapes(out_dir, names, points, normals, mesher=mesher, mesh_format=mesh_format, seed=seed)
+    predicted = _classify(loaded, store, points)
+    for i, row in enumerate(rows):
+        row.update(step=i, segment=int(path.segment[i]), t=round(float(path.t[i]), 6), code=path.codes[i].tolist())
+        if predicted is not None:
+            row["nn_class"] = predicted[i]
+    titles = [
+        f"t={path.t[i]:.2f}" if i not in (0, len(rows) - 1) else shapes[0 if i == 0 else -1]["label"]
+        for i in range(len(rows))
+    ]
+    manifest: dict[str, Any] = {
+        "kind": "interpolation",
+        "method": method,
+        "steps_per_segment": steps,
+        "shapes": [{"ref": s["ref"], "label": s["label"], "class": s["class"]} for s in shapes],
+        "mesher": mesher,
+        "steps": rows,
+    }
+    end_classes = {s["class"] for s in shapes}
+    if predicted is not None and len(end_classes) == 1 and "" not in end_classes:
+        cls = end_classes.pop()
+        manifest["class_consistency"] = sum(p == cls for p in predicted) / len(predicted)
+    manifest["meshing"] = _mesh_summary(rows)
+    manifest.update(_pictures(out_dir, "strip", points, rows, titles, f"{method} interpolation"))
+    atomic_write_json(out_dir / "manifest.json", manifest)
+    atomic_write_json(
+        out_dir / "provenance.json",
+        provenance(
+            {"model": str(model_path), "refs": list(refs), "steps": steps, "method": method, "mesher": mesher}, seed
+        ),
+    )
+    return manifest
+
+
+def _mesh_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    meshed = [r for r in rows if "mesh" in r]
+    if not rows:
+        return {}
+    return {
+        "meshed": len(meshed),
+        "failed": len(rows) - len(meshed),
+        "watertight_share": (sum(r["watertight"] for r in meshed) / len(meshed)) if meshed else None,
+        "mean_chamfer_mesh_to_points": float(np.mean([r["chamfer_mesh_to_points"] for r in meshed]))
+        if meshed
+        else None,
+        "mean_triangles": float(np.mean([r["triangles"] for r in meshed])) if meshed else None,
+        "mean_seconds": float(np.mean([r["mesh_seconds"] for r in meshed])) if meshed else None,
+    }
+
+
+def _store_for_model(store_path: str | os.PathLike[str], loaded: LoadedModel, model_path: str) -> LatentStore:
+    store = LatentStore.open(store_path)
+    store.check_model(model_fingerprint(loaded.model), model_path)
+    return store
+
+
+def run_sampling(
+    model_path: str | os.PathLike[str],
+    store_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    n: int = 16,
+    components: int = 32,
+    covariance: str = "full",
+    cls: str | None = None,
+    split: str | None = "train",
+    mesher: str | None = "poisson",
+    mesh_format: str = "ply",
+    force: bool = False,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Fit the l-GMM on the store's (training) codes, optionally of one class, and decode n new shapes."""
+    loaded = load_model(model_path)
+    store = _store_for_model(store_path, loaded, str(model_path))
+    mask = np.ones(len(store), dtype=bool)
+    if split and any(it["split"] for it in store.items):
+        mask &= np.array([it["split"] == split for it in store.items])
+    if cls is not None:
+        known = sorted(set(store.classes))
+        if cls not in known:
+            raise StoreError(f"{store.path}: no class {cls!r}; classes in the store: {', '.join(known)}")
+        mask &= np.array([c == cls for c in store.classes])
+    gmm = LatentGMM(components, covariance, seed).fit(store.codes[mask])
+    codes = gmm.sample(n)
+    out_dir = _prepare_out(out, force)
+    points, normals = decode_codes(loaded, codes)
+    names = [f"sample_{i:02d}" for i in range(n)]
+    rows = write_shapes(out_dir, names, points, normals, mesher=mesher, mesh_format=mesh_format, seed=seed)
+    predicted = _classify(loaded, store, points)
+    for i, row in enumerate(rows):
+        row.update(index=i, code=codes[i].tolist())
+        if predicted is not None:
+            row["nn_class"] = predicted[i]
+    manifest: dict[str, Any] = {
+        "kind": "l-gmm samples",
+        "components": components,
+        "covariance": covariance,
+        "fitted_on": int(mask.sum()),
+        "class": cls,
+        "split": split,
+        "samples": rows,
+        "meshing": _mesh_summary(rows),
+    }
+    titles = [f"#{i}" + (f" ({predicted[i]})" if predicted else "") for i in range(n)]
+    manifest.update(_pictures(out_dir, "samples", points, rows, titles, f"l-GMM samples ({components} components)"))
+    atomic_write_json(out_dir / "manifest.json", manifest)
+    atomic_write_json(
+        out_dir / "provenance.json",
+        provenance(
+            {"model": str(model_path), "store": str(store_path), "n": n, "components": components, "class": cls}, seed
+        ),
+    )
+    return manifest
+
+
+def run_arithmetic(
+    model_path: str | os.PathLike[str],
+    expression: str,
+    out: str | os.PathLike[str],
+    *,
+    store_path: str | os.PathLike[str] | None = None,
+    mesher: str | None = "poisson",
+    mesh_format: str = "ply",
+    force: bool = False,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Decode ``A - B + C`` where terms are store ids, mesh files or ``mean:CLASS`` (mean code of a class)."""
+    loaded = load_model(model_path)
+    store = _store_for_model(store_path, loaded, str(model_path)) if store_path else None
+    terms = parse_expression(expression)
+
+    def lookup(name: str) -> np.ndarray:
+        if name.startswith("mean:"):
+            if store is None:
+                raise ValueError(f"{name}: class means need --store")
+            cls = name[len("mean:") :]
+            mask = np.array([c == cls for c in store.classes])
+            if not mask.any():
+                raise StoreError(f"{store.path}: no class {cls!r}; classes: {', '.join(sorted(set(store.classes)))}")
+            return store.codes[mask].mean(axis=0)
+        return resolve_shape(name, loaded, store, str(model_path))["code"]
+
+    codes = np.stack([lookup(t.name) for t in terms] + [evaluate_expression(terms, lookup)])
+    out_dir = _prepare_out(out, force)
+    points, normals = decode_codes(loaded, codes)
+    names = [f"term_{i}" for i in range(len(terms))] + ["result"]
+    rows = write_shapes(out_dir, names, points, normals, mesher=mesher, mesh_format=mesh_format, seed=seed)
+    titles = [("−" if t.sign < 0 else "+" if i else "") + t.name for i, t in enumerate(terms)] + ["= result"]
+    predicted = _classify(loaded, store, points)
+    for i, row in enumerate(rows):
+        row["code"] = codes[i].tolist()
+        if predicted is not None:
+            row["nn_class"] = predicted[i]
+    manifest: dict[str, Any] = {
+        "kind": "arithmetic",
+        "expression": expression,
+        "shapes": rows,
+        "meshing": _mesh_summary(rows),
+    }
+    manifest.update(_pictures(out_dir, "arithmetic", points, rows, titles, expression))
+    atomic_write_json(out_dir / "manifest.json", manifest)
+    atomic_write_json(
+        out_dir / "provenance.json", provenance({"model": str(model_path), "expression": expression}, seed)
+    )
+    return manifest
