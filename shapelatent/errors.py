@@ -41,3 +41,7 @@ class StoreError(ShapelatentError, ValueError):
 
 class ArchiveError(ShapelatentError, ValueError):
     """An archive (zip, ``.sh3f``) that is not readable, truncated, corrupt, or over the extraction caps."""
+
+
+class MeshingError(ShapelatentError, ValueError):
+    """A point cloud that cannot be turned into a mesh: too few, non-finite or degenerate points, or an empty result."""

@@ -265,8 +265,9 @@ def build_items(
 
     Args:
         items: the shapes, in dataset order.
-        out: the dataset folder (written into ``out.partial`` and renamed when complete; an interrupted
-            build leaves only the ``.partial`` folder, which the next run replaces).
+        out: the dataset folder (written into ``out.partial`` and renamed when complete). A build stopped by
+            an exception (Ctrl-C included) removes its ``.partial`` folder; one killed outright leaves it, and
+            the next run replaces it. Either way ``out`` is never half-written.
         source: what the items came from, stored under ``source`` in ``dataset.json``.
         sampling: points per shape and normalisation.
         split_seed: seeds the split of items without a fixed one.

@@ -54,9 +54,10 @@ def sample_surface(mesh, num_points: int = 2048, *, seed: int = 0, oversample: i
         raise ValueError("mesh has zero surface area; nothing to sample from")
     rng = np.random.default_rng(seed)
     n_draw = oversample or num_points
-    cdf = np.cumsum(double_area)
-    face_idx = np.searchsorted(cdf, rng.random(n_draw) * cdf[-1], side="right")
-    face_idx = np.minimum(face_idx, len(faces) - 1)  # (n_draw,)
+    positive = np.flatnonzero(double_area > 0)  # degenerate faces never receive points
+    cdf = np.cumsum(double_area[positive])
+    pick = np.searchsorted(cdf, rng.random(n_draw) * cdf[-1], side="right")
+    face_idx = positive[np.minimum(pick, len(positive) - 1)]  # (n_draw,)
     u, v = rng.random(n_draw), rng.random(n_draw)
     flip = u + v > 1.0
     u[flip], v[flip] = 1.0 - u[flip], 1.0 - v[flip]

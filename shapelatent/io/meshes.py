@@ -182,8 +182,10 @@ def _read_ply_points(path: Path) -> PointCloud:
     normals = None
     ply_raw = loaded.metadata.get("_ply_raw", {}) if hasattr(loaded, "metadata") else {}
     vert = ply_raw.get("vertex", {}).get("data") if isinstance(ply_raw, dict) else None
-    if vert is not None and vert.dtype.names and {"nx", "ny", "nz"} <= set(vert.dtype.names):
-        normals = np.stack([vert["nx"], vert["ny"], vert["nz"]], axis=1).astype(np.float32)
+    # binary PLY: a structured array; ASCII PLY: a dict of columns
+    names = set(vert.dtype.names or ()) if hasattr(vert, "dtype") else set(vert) if isinstance(vert, dict) else set()
+    if {"nx", "ny", "nz"} <= names:
+        normals = np.stack([np.asarray(vert[k]).ravel() for k in ("nx", "ny", "nz")], axis=1).astype(np.float32)
     return PointCloud(vertices, normals)
 
 

@@ -38,7 +38,7 @@ def _lines(path: Path) -> list[tuple[int, str]]:
     text = raw.decode("latin-1")  # never fails; a binary file is caught by the parser below
     out = []
     for number, line in enumerate(text.splitlines(), start=1):
-        body = line.split("#", 1)[0].strip()
+        body = (line.split("#", 1)[0] if "#" in line else line).strip()
         if body:
             out.append((number, body))
     return out
@@ -99,9 +99,10 @@ def _vertices(path: Path, block: list[tuple[int, str]]) -> np.ndarray:
     """Parse V vertex lines into (V, 3) float64, checking each line."""
     rows = [text.split() for _, text in block]
     width = len(rows[0]) if rows else 3
-    if rows and all(len(r) == width for r in rows) and width >= 3:
+    if rows and width >= 3 and all(len(r) == width for r in rows):
         try:  # fast path: one conversion for the whole block
-            return np.array([r[:3] for r in rows], dtype=np.float64)
+            flat = np.array(" ".join(text for _, text in block).split(), dtype=np.float64)
+            return flat.reshape(len(rows), width)[:, :3].copy()  # (V, 3)
         except ValueError:
             pass  # find and report the offending line below
     out = np.empty((len(rows), 3), dtype=np.float64)
@@ -120,13 +121,14 @@ def _faces(path: Path, block: list[tuple[int, str]], num_vertices: int) -> np.nd
     rows = [text.split() for _, text in block]
     if rows and all(len(r) == len(rows[0]) and r[0] == "3" for r in rows):
         try:  # fast path: all triangles with the same trailing columns (the usual case)
-            tri = np.array([r[1:4] for r in rows], dtype=np.int64)  # (F, 3)
+            flat = np.array(" ".join(text for _, text in block).split(), dtype=np.int64)
+            tri = flat.reshape(len(rows), len(rows[0]))[:, 1:4].copy()  # (F, 3)
         except ValueError:
             tri = None  # find and report the offending line below
         if tri is not None and (len(tri) == 0 or (tri.min() >= 0 and tri.max() < num_vertices)):
             return tri
     tris: list[list[int]] = []
-    for (number, text), tokens in zip(block, rows, strict=True):
+    for (number, _), tokens in zip(block, rows, strict=True):
         try:
             n = int(tokens[0])
         except ValueError:
@@ -185,14 +187,16 @@ def read_off(path: str | os.PathLike[str]):  # -> trimesh.Trimesh
     extra = lines[pos + num_vertices + num_faces :]
     if extra:
         raise MeshReadError(
-            f"{p}: line {extra[0][0]}: {len(extra)} more lines after the {num_faces} faces the header promises; "
+            f"{p}: line {extra[0][0]}: {len(extra)} more line(s) after the {num_faces} faces the header promises; "
             "the counts 'V F E' are probably wrong."
         )
     vertices = _vertices(p, vertex_block)
     finite = np.isfinite(vertices).all(axis=1)
     if not finite.all():
         number = vertex_block[int(np.argmin(finite))][0]
-        raise MeshReadError(f"{p}: line {number}: a vertex has NaN or infinite coordinates; repair or re-export the mesh.")
+        raise MeshReadError(
+            f"{p}: line {number}: a vertex has NaN or infinite coordinates; repair or re-export the mesh."
+        )
     faces = _faces(p, face_block, num_vertices)
     logger.debug("read %s: %d vertices, %d faces -> %d triangles", p, num_vertices, num_faces, len(faces))
     return trimesh.Trimesh(vertices=vertices, faces=faces, process=False)

@@ -103,7 +103,7 @@ def safe_member_name(name: str) -> str | None:
 def _entry_kind(info: zipfile.ZipInfo) -> str:
     """``file``, ``dir``, ``symlink`` or ``special``, from the Unix mode in ``external_attr`` when present."""
     mode = info.external_attr >> 16
-    if mode:
+    if stat.S_IFMT(mode):  # a file type is recorded (Python's writestr records permissions only)
         if stat.S_ISLNK(mode):
             return "symlink"
         if stat.S_ISDIR(mode):

@@ -215,6 +215,14 @@ def _find_synsets(root: Path) -> list[str]:
     return found
 
 
+def _model_file(model_dir: Path) -> tuple[str, Path] | None:
+    """``(layout, mesh path)`` of a model folder, v2 first; None when it has neither file."""
+    for layout, rel in _LAYOUT_FILES:
+        if (model_dir / rel).is_file():
+            return layout, model_dir / rel
+    return None
+
+
 def _resolve(requested: Iterable[str], available: dict[str, str], root: Path) -> list[str]:
     by_name: dict[str, str] = {}
     for sid, name in available.items():
@@ -277,9 +285,8 @@ def shapenet_items(
     layouts: Counter[str] = Counter()
     for sid in chosen:
         for model_dir in sorted(d for d in (src / sid).iterdir() if d.is_dir()):
-            layout, mesh = next(((lay, model_dir / rel) for lay, rel in _LAYOUT_FILES if (model_dir / rel).is_file()),
-                                (None, None))
-            if mesh is None:
+            found = _model_file(model_dir)
+            if found is None:
                 result.skipped.append(
                     {
                         "source": str(model_dir),
@@ -287,6 +294,7 @@ def shapenet_items(
                     }
                 )
                 continue
+            layout, mesh = found
             split = None
             if splits is not None:
                 split = splits.get((sid, model_dir.name))
