@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,3 +43,60 @@ def reconstruction_figure(run: Path, data: Path, path: Path, per_class: int = 1)
         col_titles=titles,
         title="Autoencoder reconstructions on held-out chairs (Chamfer per shape)",
     )
+
+
+def latent_tour(run: Path, data: Path, seed: int = 0, progress: Callable[[], None] | None = None) -> dict[str, Any]:
+    """The demo's second half: encode every shape, find neighbours of a test chair, interpolate two test chairs.
+
+    Writes ``run/store`` (codes), ``run/neighbors.png`` and ``run/interpolation/`` (points, meshes, strips).
+    """
+    from shapelatent.latent.encode import encode_to_store
+    from shapelatent.latent.retrieval import NeighborIndex, precision_at_k
+    from shapelatent.latent.runs import run_interpolation
+
+    tick = progress or (lambda: None)
+    store, _ = encode_to_store(run, [data], run / "store", force=True)
+    tick()
+    ds = ShapeDataset(data)
+    test = [int(i) for i in ds.indices("test")]
+    query = test[0]
+    index = NeighborIndex(store.codes, metric="euclidean")
+    res = index.search(store.codes[query : query + 1], 5, exclude=[query])
+    nbrs = [int(i) for i in res.indices[0]]
+    rows = [[np.asarray(ds.points[i]) for i in [query, *nbrs]]]
+    titles = [f"query\n{ds.meta[query]['class']}"] + [
+        f"#{r + 1} {ds.meta[i]['class']}\nd={float(res.distances[0][r]):.2f}" for r, i in enumerate(nbrs)
+    ]
+    gallery = plot_point_grid(rows, run / "neighbors.png", col_titles=titles)
+    p_at_5 = precision_at_k(store.codes, store.classes, 5)
+    tick()
+    cls = ds.meta[query]["class"]
+    other = next(i for i in test[1:] if ds.meta[i]["class"] == cls)
+    interp = run_interpolation(
+        run,
+        [ds.meta[query]["id"], ds.meta[other]["id"]],
+        run / "interpolation",
+        steps=8,
+        store_path=run / "store",
+        force=True,
+        seed=seed,
+    )
+    tick()
+    return {
+        "store": str(run / "store"),
+        "codes": len(store),
+        "precision_at_5": p_at_5,
+        "query": ds.meta[query]["id"],
+        "neighbors": [f"{ds.meta[i]['id']} ({ds.meta[i]['class']})" for i in nbrs],
+        "gallery": str(gallery),
+        "interpolation": {
+            "from": ds.meta[query]["id"],
+            "to": ds.meta[other]["id"],
+            "class": cls,
+            "class_consistency": interp.get("class_consistency", float("nan")),
+            "meshed": interp["meshing"]["meshed"],
+            "dir": str(run / "interpolation"),
+            "points_png": str(run / "interpolation" / interp["points_png"]),
+            "meshes_png": str(run / "interpolation" / interp.get("meshes_png", "")),
+        },
+    }

@@ -201,7 +201,10 @@ def augment_cmd(
 
 def register_all(app: typer.Typer, data_app: typer.Typer) -> None:
     """Add every latent-space command."""
+    from shapelatent.cli import latent_neighbors
+
     register(app)
+    latent_neighbors.register(app)
     app.command("interpolate")(friendly(interpolate_cmd))
     app.command("sample")(friendly(sample_cmd))
     app.command("arithmetic")(friendly(arithmetic_cmd))

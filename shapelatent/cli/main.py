@@ -159,11 +159,12 @@ def demo_cmd(
     seed: Annotated[int, typer.Option(help="Seed for everything.")] = 0,
     force: ForceOpt = False,
 ) -> None:
-    """Build procedural chairs, train the autoencoder on the CPU, and draw reconstructions: one command."""
+    """Procedural chairs → trained autoencoder (CPU) → reconstructions, codes, neighbours, interpolation meshes."""
     import time
 
-    from shapelatent.cli.demo import reconstruction_figure
+    from shapelatent.cli.demo import latent_tour, reconstruction_figure
     from shapelatent.data.sources.procedural import build_procedural
+    from shapelatent.models import ModelConfig
     from shapelatent.train.config import RunConfig, TrainConfig
 
     t0 = time.perf_counter()
@@ -180,12 +181,27 @@ def demo_cmd(
             progress=lambda n: pb.update(0, advance=n),
         )
     report_build(built)
-    cfg = RunConfig(train=TrainConfig(epochs=epochs, seed=seed, device="cpu"))
+    cfg = RunConfig(model=ModelConfig(predict_normals=True), train=TrainConfig(epochs=epochs, seed=seed, device="cpu"))
     result = _train_with_progress(data, out, cfg, resume=False, force=force)
     fig = reconstruction_figure(out, data, out / "reconstructions.png")
     _print_run(result)
     console.print(f"  {fig}")
     console.print(f"dataset: [bold]{data}[/]  ({built.built} chairs)")
+    with bar("latent space", 3) as pb:
+        latent = latent_tour(out, data, seed=seed, progress=lambda: pb.update(0, advance=1))
+    console.print(
+        f"store: [bold]{latent['store']}[/] ({latent['codes']} codes); class precision@5 {latent['precision_at_5']:.2f}"
+    )
+    console.print(f"neighbours of {latent['query']}: {', '.join(latent['neighbors'])}")
+    console.print(f"  {latent['gallery']}")
+    console.print(
+        f"interpolation {latent['interpolation']['from']} → {latent['interpolation']['to']} "
+        f"({latent['interpolation']['class']}): class consistency "
+        f"{latent['interpolation']['class_consistency']:.0%}, "
+        f"{latent['interpolation']['meshed']} meshes in [bold]{latent['interpolation']['dir']}[/]"
+    )
+    for key in ("points_png", "meshes_png"):
+        console.print(f"  {latent['interpolation'][key]}")
     console.print(f"demo finished in {time.perf_counter() - t0:.0f} s")
 
 
