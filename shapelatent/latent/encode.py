@@ -129,7 +129,7 @@ def encode_to_store(
     fp = model_fingerprint(loaded.model)
     model = loaded.model.to(device)
     resolved = collect_inputs(inputs)
-    model_info: dict[str, Any] = {"fingerprint": fp, "path": str(model_path), "sampling": cfg.to_dict()}
+    model_info: dict[str, Any] = {"fingerprint": fp, "path": str(Path(model_path).resolve()), "sampling": cfg.to_dict()}
     if append and Path(out).exists():
         store = LatentStore.open(out)
         store.check_model(fp, str(model_path))

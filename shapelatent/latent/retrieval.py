@@ -62,6 +62,8 @@ _BLOCK_BYTES = 4 * 2**20
 _AUGMENT_MIN_QUERIES = 64
 #: Queries per block of the exact search (at least this many share one pass over the store).
 _QUERY_BLOCK = 1024
+#: Neighbour rows gathered at a time when recomputing distances ((rows, Z) float32: 64 MiB at Z = 128).
+_GATHER_ROWS = 2**17
 #: Training points per IVF list (FAISS warns below 39).
 _IVF_TRAIN_PER_LIST = 40
 
@@ -164,6 +166,9 @@ class NeighborIndex:
         nprobe: lists scanned per query of ``faiss-ivf`` (at most ``nlist``).
         seed: seeds the sample ``faiss-ivf`` is trained on and its k-means.
         device: torch device of ``exact`` (FAISS indexes here run on the CPU only).
+
+    ``ef_search`` and ``nprobe`` are read at every search and may be changed between searches (attributes of
+    the same names). ``faiss-hnsw`` built with several threads can differ slightly from build to build.
 
     Raises:
         ValueError: codes that are not (N, Z), empty, or not finite; an unknown metric or index; bad parameters.
@@ -359,22 +364,22 @@ class NeighborIndex:
             else:
                 qb = qb * (-2.0 if x_sq is not None else -1.0)
             rows = max(k, _BLOCK_BYTES // (4 * len(qb)))
-            best_d = best_i = None
+            best: tuple[torch.Tensor, torch.Tensor] | None = None  # (m, k) scores and indices so far
             for s in range(0, n, rows):
                 xb = x[s : s + rows]
-                if augment:
-                    xb = torch.cat([xb, x_sq[s : s + rows, None]], dim=1)  # (rows, Z + 1), built per block
+                sq = x_sq[s : s + rows] if x_sq is not None else None
+                if augment and sq is not None:
+                    xb = torch.cat([xb, sq[:, None]], dim=1)  # (rows, Z + 1), built per block
                 score = torch.mm(qb, xb.T)  # (m, rows)
-                if x_sq is not None and not augment:
-                    score.add_(x_sq[s : s + rows])
+                if sq is not None and not augment:
+                    score.add_(sq)
                 vals, cols = _block_topk(score, min(k, len(xb)))
-                cols += s
-                if best_d is None:
-                    best_d, best_i = vals, cols
-                else:
-                    best_d, best_i = _sort_rows(torch.cat([best_d, vals], 1), torch.cat([best_i, cols], 1))
-                    best_d, best_i = best_d[:, :k], best_i[:, :k]
-            out.append(best_i.cpu())
+                cols = cols + s
+                if best is not None:
+                    vals, cols = _sort_rows(torch.cat([best[0], vals], 1), torch.cat([best[1], cols], 1))
+                best = (vals[:, :k], cols[:, :k])
+            assert best is not None  # n >= 1: at least one block
+            out.append(best[1].cpu())
         return torch.cat(out).numpy().astype(np.int64, copy=False)
 
     def _search_faiss(self, q: np.ndarray, k: int) -> np.ndarray:
@@ -389,13 +394,16 @@ class NeighborIndex:
         """Distances of the chosen neighbours computed directly, rows sorted by (distance, index)."""
         valid = idx >= 0  # (M, K)
         safe = np.where(valid, idx, 0)
-        if self.metric == "euclidean":
-            diff = self._raw[safe] - q[:, None, :]  # (M, K, Z)
-            dist = np.sqrt(np.einsum("mkz,mkz->mk", diff, diff))
-        else:
-            dist = 1.0 - np.einsum("mkz,mz->mk", self._x[safe], q)
-            dist = np.clip(dist, 0.0, 2.0)
-        dist = np.where(valid, dist, np.inf).astype(np.float32)
+        dist = np.empty(idx.shape, dtype=np.float32)
+        step = max(1, _GATHER_ROWS // max(1, idx.shape[1]))  # queries per chunk: (chunk, K, Z) stays small
+        for s in range(0, len(idx), step):
+            rows = safe[s : s + step]
+            if self.metric == "euclidean":
+                diff = self._raw[rows] - q[s : s + step, None, :]  # (m, K, Z)
+                dist[s : s + step] = np.sqrt(np.einsum("mkz,mkz->mk", diff, diff))
+            else:
+                dist[s : s + step] = np.clip(1.0 - np.einsum("mkz,mz->mk", self._x[rows], q[s : s + step]), 0.0, 2.0)
+        dist[~valid] = np.inf
         order = np.lexsort((np.where(valid, idx, np.iinfo(np.int64).max), dist), axis=1)  # by dist, then index
         return np.take_along_axis(dist, order, 1), np.take_along_axis(idx, order, 1)
 
@@ -459,6 +467,8 @@ def _check_classes(classes: Sequence[str], n: int) -> list[str]:
 
 def _vote(neighbour_classes: Sequence[str]) -> str:
     """Majority class, nearest first: among classes with the most votes, the one ranked nearest wins."""
+    if not neighbour_classes:
+        return ""
     counts = Counter(neighbour_classes)
     top = max(counts.values())
     return next(c for c in neighbour_classes if counts[c] == top)
@@ -480,7 +490,7 @@ def knn_classify(
         queries: (M, Z) float codes.
 
     Returns:
-        M predicted class names.
+        M predicted class names ('' for a query an approximate index found no neighbour for).
     """
     labels = _check_classes(classes, len(np.asarray(codes)))
     hits = NeighborIndex(codes, metric, index).search(queries, k)

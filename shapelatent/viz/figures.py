@@ -100,6 +100,6 @@ def plot_point_grid(
                     -0.02, 0.5, row_titles[r], transform=ax.transAxes, rotation=90, ha="right", va="center", fontsize=10
                 )
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=1.0 + 0.12 / n_rows, fontsize=12)
     fig.subplots_adjust(wspace=0.0, hspace=0.08)
     return save_figure(fig, path)

@@ -93,7 +93,8 @@ def render_mesh_grid(
     light = to_camera + np.array([-0.4 * math.sin(a), 0.4 * math.cos(a), 0.9])  # up and to the left
     light /= np.linalg.norm(light)
 
-    fig = Figure(figsize=(ncols * panel_size, nrows * panel_size), dpi=dpi)
+    title_in = 0.3  # inches reserved above each row for its titles
+    fig = Figure(figsize=(ncols * panel_size, nrows * (panel_size + title_in)), dpi=dpi)
     for i, (mesh, title) in enumerate(zip(meshes, titles, strict=True)):
         vertices = np.asarray(mesh.vertices, dtype=np.float64)
         faces = np.asarray(mesh.faces, dtype=np.int64)
@@ -123,7 +124,8 @@ def render_mesh_grid(
         ax.view_init(elev=elev, azim=azim)
         ax.set_axis_off()
         ax.set_title(title, fontsize=10)
-    fig.subplots_adjust(left=0.0, right=1.0, bottom=0.0, top=0.94, wspace=0.0, hspace=0.08)
+    top = 1.0 - title_in / (nrows * (panel_size + title_in))
+    fig.subplots_adjust(left=0.0, right=1.0, bottom=0.0, top=top, wspace=0.0, hspace=title_in / panel_size)
 
     target = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
     logger.debug("wrote %d meshes to %s", len(meshes), target)
