@@ -71,7 +71,10 @@ def latent_tour(run: Path, data: Path, seed: int = 0, progress: Callable[[], Non
     p_at_5 = precision_at_k(store.codes, store.classes, 5)
     tick()
     cls = ds.meta[query]["class"]
-    other = next(i for i in test[1:] if ds.meta[i]["class"] == cls)
+    same = [i for i in test[1:] if ds.meta[i]["class"] == cls] or [
+        i for i in range(len(ds)) if i != query and ds.meta[i]["class"] == cls
+    ]
+    other = same[0]
     interp = run_interpolation(
         run,
         [ds.meta[query]["id"], ds.meta[other]["id"]],

@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from shapelatent.errors import ArchiveError
 from shapelatent.io.atomic import atomic_write, atomic_write_bytes
@@ -113,7 +113,7 @@ def _entry_kind(info: zipfile.ZipInfo) -> str:
     return "dir" if info.filename.endswith("/") else "file"
 
 
-def copy_capped(src: BinaryIO, dst: BinaryIO, limit: int, what: str) -> int:
+def copy_capped(src: IO[bytes], dst: IO[bytes], limit: int, what: str) -> int:
     """Copy a stream in chunks, refusing to write more than ``limit`` bytes.
 
     Args:

@@ -108,7 +108,10 @@ def test_too_many_files_raises(tmp_path):
     with pytest.raises(ArchiveError, match=r"many\.zip: 50 files to extract, more than max_files=10"):
         extract_zip(arc, tmp_path / "out", max_files=10)
     assert _all_files(tmp_path / "out") == set()
-    assert len(extract_zip(arc, tmp_path / "out", max_files=10, members=[f"d/f{i}.txt" for i in range(10)]).extracted) == 10
+    assert (
+        len(extract_zip(arc, tmp_path / "out", max_files=10, members=[f"d/f{i}.txt" for i in range(10)]).extracted)
+        == 10
+    )
 
 
 def test_high_compression_ratio_is_refused(tmp_path):
@@ -197,7 +200,8 @@ def test_truncated_and_non_zip_archives_raise(tmp_path):
 
 _CUBE = (
     "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nv 0 0 1\nv 1 0 1\nv 1 1 1\nv 0 1 1\n"
-    "usemtl red\nf 1 3 2\nf 1 4 3\nf 5 6 7\nf 5 7 8\nf 1 2 6\nf 1 6 5\nf 4 8 7\nf 4 7 3\nf 2 3 7\nf 2 7 6\nf 1 5 8\nf 1 8 4\n"
+    "usemtl red\nf 1 3 2\nf 1 4 3\nf 5 6 7\nf 5 7 8\nf 1 2 6\nf 1 6 5\n"
+    "f 4 8 7\nf 4 7 3\nf 2 3 7\nf 2 7 6\nf 1 5 8\nf 1 8 4\n"
 )
 
 

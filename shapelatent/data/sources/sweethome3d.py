@@ -6,7 +6,7 @@ library keys ``id``, ``name``, ``description``, ``version``, ``license``, ``prov
 centimetres, ``creator#N`` and sometimes ``modelRotation#N``) and one folder per model: an OBJ with its
 MTL and textures, and for Blend Swap models a licence file.
 
-Licences: the library's ``license`` key (``LICENSE.TXT`` when it names a licence more precisely) applies
+Licences: the library's ``LICENSE.TXT`` (or its ``license`` key; the stricter one if they disagree) applies
 to every item, except that a licence file in an item's own model folder (``BLENDSWAP_LICENSE.txt``,
 ``NNNNN - LICENSE.html``) overrides it. Both are normalised to SPDX-like ids (``CC0-1.0``, ``CC-BY-3.0``,
 ``CC-BY-3.0-US``); a licence text that cannot be recognised keeps the library licence and is reported.
@@ -135,8 +135,8 @@ def classify(name: str, category: str = "", tags: Iterable[str] = ()) -> str:
     ``other``; a few phrases (:data:`_PHRASES`: "pool table" is ``other``, "bedside table" is
     ``cabinet_shelf``, anything with "armchair" is ``armchair_sofa``); then the right-most known noun
     of the name before any "with/under/on/and/..." or digit (the English head noun); then fall-backs:
-    category ``Lights`` -> ``lamp``, tag ``Tree`` or ``Plant`` with no other noun -> ``plant``. A chair
-    tagged ``Armchair`` is an ``armchair_sofa``. Anything else is ``other``.
+    category ``Lights`` -> ``lamp``, tag ``Tree`` -> ``plant`` (both only when the name has no known noun).
+    A chair tagged ``Armchair`` is an ``armchair_sofa``. Anything else is ``other``.
 
     Args:
         name: the item's English name, e.g. ``"Bar stool"``.
@@ -352,7 +352,15 @@ def read_catalog(sh3f_path: str | os.PathLike[str]) -> Catalog:
         except (zipfile.BadZipFile, EOFError, OSError) as exc:
             raise ArchiveError(f"{path}: corrupt or truncated archive ({exc}); download it again.") from exc
     license_text = props.get("license", "")
-    lib_license = license_from_text(root_license) or license_from_text(license_text) or license_text or "unknown"
+    from_file, from_key = license_from_text(root_license), license_from_text(license_text)
+    lib_license = from_file or from_key or license_text or "unknown"
+    problems = []
+    if from_file and from_key and from_file != from_key:
+        lib_license = from_key if from_file == "CC0-1.0" else from_file  # the stricter one
+        problems.append(
+            f"{path}: LICENSE.TXT says {from_file}, the catalogue's license key {from_key}; using {lib_license}"
+        )
+        logger.warning(problems[-1])
     cat = Catalog(
         path=path,
         sha256=_sha256(path),
@@ -364,6 +372,7 @@ def read_catalog(sh3f_path: str | os.PathLike[str]) -> Catalog:
         license_text=license_text,
         license=lib_license,
         members=members,
+        problems=problems,
     )
     fields: dict[int, dict[str, str]] = {}
     for key, value in props.items():
@@ -457,6 +466,13 @@ def find_archives(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 # --------------------------------------------------------------------------------------------------------
 # Extraction
 
+_FACE = re.compile(rb"(?:^|\n)[ \t]*f[ \t]")
+
+
+def _has_faces(obj: Path) -> bool:
+    """Whether an OBJ has at least one face statement (a fast byte scan, no parsing)."""
+    return _FACE.search(obj.read_bytes()) is not None
+
 
 def extract_models(
     catalog: Catalog, items: Sequence[CatalogItem], dest: str | os.PathLike[str]
@@ -472,9 +488,14 @@ def extract_models(
         dest: the folder to extract into.
 
     Returns:
-        item index -> extracted OBJ, and item index -> why its model is not available.
+        item index -> extracted OBJ, and item index -> why its model is not usable (not in the archive,
+        refused by the extraction, or an OBJ without any face statement).
     """
     root = Path(dest)
+    mtls: dict[str, list[str]] = {}
+    for m in catalog.members:
+        if m.lower().endswith(".mtl"):
+            mtls.setdefault(posixpath.dirname(m), []).append(m)
     wanted: set[str] = set()
     missing: dict[int, str] = {}
     for it in items:
@@ -482,8 +503,7 @@ def extract_models(
             missing[it.index] = f"model {it.model} is not in the archive"
             continue
         wanted.add(it.model)
-        folder = posixpath.dirname(it.model)
-        wanted.update(m for m in catalog.members if posixpath.dirname(m) == folder and m.lower().endswith(".mtl"))
+        wanted.update(mtls.get(posixpath.dirname(it.model), []))
     res = extract_zip(catalog.path, root, members=sorted(wanted))
     for line in res.problems:
         logger.warning("%s: %s", catalog.path, line)
@@ -498,12 +518,20 @@ def extract_models(
             continue
         for note in sanitize_obj(obj, root):
             logger.debug("%s: %s", catalog.source(it.model), note)
+        if not _has_faces(obj):
+            missing[it.index] = "the OBJ has no faces (only points or lines, e.g. a light marker); nothing to sample"
+            continue
         objs[it.index] = obj
     return objs, missing
 
 
 # --------------------------------------------------------------------------------------------------------
 # Attribution
+
+
+def _md(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return " ".join(text.replace("|", "\\|").split())
 
 
 def attribution_markdown(catalogs: Sequence[Catalog], items: Sequence[tuple[Catalog, CatalogItem]]) -> str:
@@ -527,8 +555,8 @@ def attribution_markdown(catalogs: Sequence[Catalog], items: Sequence[tuple[Cata
     ]
     for c in catalogs:
         lines.append(
-            f"| {c.name} (`{c.id}`, v{c.version}) | `{c.path.name}` | `{c.sha256[:16]}…` | {c.license} | "
-            f"{c.license_text} |"
+            f"| {_md(c.name)} (`{c.id}`, v{_md(c.version)}) | `{c.path.name}` | `{c.sha256[:16]}…` | "
+            f"{_md(c.license)} | {_md(c.license_text)} |"
         )
     by_creator: dict[tuple[str, str], list[str]] = {}
     for _, it in items:
@@ -536,13 +564,13 @@ def attribution_markdown(catalogs: Sequence[Catalog], items: Sequence[tuple[Cata
             by_creator.setdefault((it.creator or "unknown", it.license), []).append(it.name)
     lines += ["", "## Creators to credit (CC-BY)", ""]
     for (creator, lic), names in sorted(by_creator.items(), key=lambda kv: kv[0][0].lower()):
-        lines.append(f"- **{creator}** ({lic}): {', '.join(sorted(set(names)))}")
+        lines.append(f"- **{_md(creator)}** ({_md(lic)}): {_md(', '.join(sorted(set(names))))}")
     if not by_creator:
         lines.append("None: every item is CC0.")
     lines += ["", "## Items", "", "| id | name | creator | licence | licence source |", "|---|---|---|---|---|"]
     for c, it in items:
         lines.append(
-            f"| `{c.id}/{it.id}` | {it.name} | {it.creator} | {it.license} | "
+            f"| `{c.id}/{it.id}` | {_md(it.name)} | {_md(it.creator)} | {_md(it.license)} | "
             f"{'library' if it.license_source == 'library' else '`' + it.license_source + '`'} |"
         )
     return "\n".join(lines) + "\n"
@@ -681,8 +709,11 @@ def build_sweethome3d(
                 {"id": c.id, "name": c.name, "version": c.version, "license": c.license, "license_text": c.license_text}
                 for c in catalogs
             ],
-            "classes": sorted(set(classes) if classes is not None else set(CLASSES) - {"other"})
-            + (["other"] if include_other and (classes is None or "other" not in classes) else []),
+            "classes": [
+                k
+                for k in CLASSES
+                if (k in classes if classes is not None else k != "other") or (include_other and k == "other")
+            ],
             "excluded_by_class": excluded,
         }
         result = build_items(
