@@ -236,7 +236,7 @@ def neighbors_cmd(
     k: Annotated[int, typer.Option("-k", help="Neighbours to list (K).")] = 5,
     metric: Annotated[str, typer.Option(help="euclidean (L2 distance) | cosine (1 - cos).")] = "euclidean",
     index: Annotated[
-        str, typer.Option(help="exact | faiss-flat | faiss-hnsw | faiss-ivf (FAISS: the [faiss] extra).")
+        str, typer.Option(help="exact | faiss-flat | faiss-hnsw | faiss-ivf (FAISS: pip install shapelatent\\[faiss]).")
     ] = "exact",
     model: Annotated[
         Path | None,
