@@ -10,8 +10,8 @@ choose them (``ORIENTATIONS``):
   ``rays`` cosine-weighted rays are cast into the hemisphere of ``+n`` and the mirrored rays into the
   hemisphere of ``-n``; the normal is pointed to the side from which more rays escape to infinity.
   Each ray starts ``skip`` x ``s`` away from its point, because on a convex surface the tangent disks
-  of a point's neighbours overlap above it like roof tiles and would block its outward rays. The disks
-  are 2.5 ``s`` wide because randomly placed disks of total area A cover only ``1 - exp(-A / area)`` of
+  of a point's neighbours overlap above it like roof tiles and would block its outward rays. The disk
+  radius is 2.5 ``s`` because randomly placed disks of total area A cover only ``1 - exp(-A / area)`` of
   the surface: at 1.5 ``s``, a quarter of the rays from inside a sphere escaped. Points where both sides
   see the same (points inside other parts, faces pressed together) take the sign their decided
   neighbours vote for. This is a global criterion: it does not propagate signs through a neighbour
@@ -23,6 +23,12 @@ choose them (``ORIENTATIONS``):
   joints of interpenetrating parts it flips whole legs.
 * ``centroid``: point every normal away from the centroid. Right for star-shaped objects, wrong on every
   face that looks towards the centroid (the inner faces of legs, the front of a chair back).
+
+Measured on 12 procedural chairs x 2048 points (``bench/meshing.py``), for true normals with half the
+signs flipped / PCA-estimated normals: the share of outer-surface points whose sign agrees with the true
+normal is 95% / 92% with visibility, 68% / 66% with centroid and 56% / 67% with tangent_plane; the
+Chamfer error (x 1e3) of the untrimmed Poisson mesh against the true surface is 0.34 / 0.40, 7.9 / 10.7
+and 9.5 / 5.6 (0.33 with the true normals).
 """
 
 from __future__ import annotations
@@ -85,23 +91,43 @@ def as_o3d_cloud(points: NDArray[np.floating], normals: NDArray[np.floating] | N
     return cloud
 
 
-def estimate_normals(points: NDArray[np.floating], k: int = 16) -> NDArray[np.float64]:
-    """Unoriented normals by principal component analysis of each point's k nearest neighbours (Open3D).
+def estimate_normals(points: NDArray[np.floating], k: int = 16, *, ambiguity: float = 0.5) -> NDArray[np.float64]:
+    """Unoriented normals by principal component analysis of each point's k nearest neighbours.
+
+    The normal is the direction of least variance of the neighbourhood, as in Open3D's
+    ``estimate_normals``, except where that direction is ambiguous: on a part thinner than the
+    neighbourhood (a chair leg a few samples around) the neighbours spread along the axis and evenly
+    around it, the two smallest variances are alike, and the least-variance direction points anywhere
+    around the axis. There (smallest / middle eigenvalue > ``ambiguity``) the normal is the offset of the
+    point from its neighbours' centroid, projected onto the plane of the two smallest eigenvectors: the
+    radial direction of the leg. This halves the broken legs of Poisson meshes from estimated normals.
 
     Args:
-        points: (P, 3) float, finite.
-        k: neighbours per point (>= 3).
+        points: (P, 3) float, finite, P >= 3.
+        k: neighbours per point including the point itself (3 <= k; capped at P).
+        ambiguity: eigenvalue ratio above which the radial direction is used; 1 disables it.
 
     Returns:
         (P, 3) float64 unit normals with arbitrary signs; orient them with :func:`orient_normals`.
     """
-    import open3d as o3d
-
     if k < 3:
         raise ValueError(f"normal estimation needs k >= 3 neighbours; got {k}")
-    cloud = as_o3d_cloud(points)
-    cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(k))
-    return np.asarray(cloud.normals, dtype=np.float64).copy()
+    pts = np.asarray(points, dtype=np.float64)
+    k = min(k, len(pts))
+    _, idx = cKDTree(pts).query(pts, k=k)
+    neighbours = pts[idx]  # (P, K, 3)
+    centroid = neighbours.mean(axis=1)  # (P, 3)
+    centred = neighbours - centroid[:, None, :]
+    cov = np.einsum("pki,pkj->pij", centred, centred) / k  # (P, 3, 3)
+    eigval, eigvec = np.linalg.eigh(cov)  # ascending eigenvalues; eigenvectors in the columns
+    normals = eigvec[:, :, 0].copy()  # (P, 3)
+    ambiguous = eigval[:, 0] > ambiguity * eigval[:, 1]
+    plane = eigvec[:, :, :2]  # (P, 3, 2)
+    radial = np.einsum("pij,pj->pi", plane, np.einsum("pji,pj->pi", plane, pts - centroid))  # (P, 3)
+    length = np.linalg.norm(radial, axis=1)
+    use = ambiguous & (length > 1e-9 * np.sqrt(np.maximum(eigval[:, 2], 1e-300)))
+    normals[use] = radial[use] / length[use, None]
+    return normals
 
 
 def _tangent_frames(normals: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -141,14 +167,14 @@ def _visibility_votes(
     u, v = _tangent_frames(normals)
     vertices, faces = _splats(points, u, v, disk_scale * spacing)
     scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(vertices), o3d.core.Tensor(faces))
+    scene.add_triangles(o3d.core.Tensor.from_numpy(vertices), o3d.core.Tensor.from_numpy(faces))
     r2, phi = rng.random(rays), 2.0 * np.pi * rng.random(rays)
     local = np.stack([np.sqrt(r2) * np.cos(phi), np.sqrt(r2) * np.sin(phi), np.sqrt(1.0 - r2)], axis=1)  # (R, 3)
     dirs = local[None, :, 0:1] * u[:, None] + local[None, :, 1:2] * v[:, None] + local[None, :, 2:3] * normals[:, None]
     dirs = np.concatenate([dirs, -dirs], axis=1)  # (P, 2R, 3): +n hemisphere, then its mirror
     origins = points[:, None, :] + skip * spacing * dirs  # past the neighbours' disks that roof over the point
     query = np.concatenate([origins, dirs], axis=2).reshape(-1, 6).astype(np.float32)
-    t_hit = scene.cast_rays(o3d.core.Tensor(query))["t_hit"].numpy().reshape(len(points), 2 * rays)
+    t_hit = scene.cast_rays(o3d.core.Tensor.from_numpy(query))["t_hit"].numpy().reshape(len(points), 2 * rays)
     escaped = np.isinf(t_hit)
     return escaped[:, :rays].sum(axis=1) - escaped[:, rays:].sum(axis=1)
 
@@ -223,7 +249,7 @@ def orient_normals(
         :class:`OrientedNormals` with the oriented (P, 3) float64 normals.
 
     Raises:
-        ValueError: an unknown method, mismatched shapes, or zero-length normals.
+        ValueError: an unknown method, mismatched shapes, non-finite values, or zero-length normals.
     """
     if method not in ORIENTATIONS:
         raise ValueError(f"unknown normal orientation {method!r}; expected one of {ORIENTATIONS}")
@@ -231,6 +257,8 @@ def orient_normals(
     nrm = np.asarray(normals, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 3 or nrm.shape != pts.shape:
         raise ValueError(f"points and normals must both have shape (P, 3); got {pts.shape} and {nrm.shape}")
+    if not (np.isfinite(pts).all() and np.isfinite(nrm).all()):
+        raise ValueError("points and normals must be finite; found NaN or infinite values")
     length = np.linalg.norm(nrm, axis=1, keepdims=True)
     if not (length > 0).all():
         raise ValueError(f"{int((length <= 0).sum())} normals have zero length; every point needs a direction")
