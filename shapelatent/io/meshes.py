@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from shapelatent.errors import MeshReadError, UnsupportedFormatError
+from shapelatent.io.obj import read_obj
 from shapelatent.io.off import read_off
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def _reader(file_type: str) -> Callable[[Path], object]:
 
 #: Extension (lower case, with dot) -> reader returning a ``trimesh.Trimesh``.
 MESH_READERS: dict[str, Callable[[Path], object]] = {
-    ".obj": _reader("obj"),
+    ".obj": read_obj,  # fast geometry-only reader; never opens MTL or texture files
     ".off": read_off,  # own parser: ModelNet's 'OFFV F E' headers, polygons, errors with line numbers
     ".ply": _reader("ply"),
     ".stl": _reader("stl"),

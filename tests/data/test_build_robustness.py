@@ -82,11 +82,11 @@ def _write_inputs(src: Path) -> dict[str, str]:
     (src / "linked_box.obj").symlink_to(good / "box.obj")
     return {
         "huge.off": "320 faces is more than the cap of 50",
-        "truncated.obj": "not a triangle mesh",
-        "bad_index.obj": "could not be read as a OBJ mesh",
+        "truncated.obj": "a vertex line is not three numbers",
+        "bad_index.obj": "face indices refer to vertices that do not exist",
         "truncated.off": "the header promises 8 vertices and 12 faces",
         "half.ply": "could not be read as PLY",
-        "empty.obj": "not a triangle mesh",
+        "empty.obj": "the mesh is empty",
         "nan.obj": "NaN or infinite",
         "all_degenerate.obj": "zero surface area",
         "garbage.stl": "no triangle geometry",
