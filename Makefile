@@ -1,5 +1,6 @@
 # The two README commands: `make demo` (main job on built-in data) and `make test`.
-# Both set up the machine first (system libraries, .venv, CPU torch) via scripts/setup.sh.
+# Both set up the machine first (system libraries, .venv, CPU torch) via scripts/setup.sh; `make test` also
+# installs the tools the viewer/report tests drive (Xvfb, xdotool, ImageMagick, Chromium).
 VENV := .venv
 SL := $(VENV)/bin/shapelatent
 
@@ -11,7 +12,8 @@ setup:
 demo: setup
 	$(SL) demo --out runs/demo --force
 
-test: setup
+test:
+	bash scripts/setup.sh --test
 	$(VENV)/bin/python -m pytest -q
 
 lint: setup

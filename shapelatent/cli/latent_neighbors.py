@@ -184,7 +184,9 @@ def _decode(code: np.ndarray, model: _Model, why: str) -> np.ndarray:
 
 
 def _short(text: str) -> str:
-    return text if len(text) <= _ID_WIDTH else "..." + text[-(_ID_WIDTH - 3) :]
+    from shapelatent.viz.figures import short_label
+
+    return short_label(text, _ID_WIDTH)
 
 
 def _draw_gallery(

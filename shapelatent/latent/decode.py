@@ -22,6 +22,7 @@ from shapelatent.io.atomic import write_points_ply
 from shapelatent.latent.encode import codes_for_points, model_sampling
 from shapelatent.latent.store import LatentStore, model_fingerprint
 from shapelatent.models.load import LoadedModel
+from shapelatent.viz.figures import short_label
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ def resolve_shape(
         store.check_model(model_fingerprint(loaded.model), model_path)
         if ref in store.ids:
             i = store.index_of(ref)
-            return ResolvedShape(ref=ref, code=store.codes[i], label=ref, **{"class": store.items[i]["class"]})
+            label = short_label(ref)
+            return ResolvedShape(ref=ref, code=store.codes[i], label=label, **{"class": store.items[i]["class"]})
     p = Path(ref)
     if not p.is_file():
         where = f"an id in {store.path} nor " if store is not None else ""

@@ -16,7 +16,13 @@ import numpy as np
 
 from shapelatent.io.atomic import atomic_write_bytes
 
-__all__ = ["plot_loss_curve", "plot_point_grid", "save_figure"]
+__all__ = ["plot_loss_curve", "plot_point_grid", "save_figure", "short_label"]
+
+
+def short_label(item_id: str, width: int = 22) -> str:
+    """A picture-sized label for an item id: its last ``/`` or ``#`` segment, cut to ``width`` characters."""
+    tail = item_id.replace("\\", "/").rsplit("/", 1)[-1].rsplit("#", 1)[-1] or item_id
+    return tail if len(tail) <= width else tail[: width - 1] + "…"
 
 
 def _pyplot():
