@@ -14,6 +14,7 @@ from shapelatent.cli import data_sources  # noqa: F401  (registers the source-sp
 from shapelatent.cli import latent as latent_cli
 from shapelatent.cli.common import ForceOpt, bar, console, friendly, report_build, sampling_config
 from shapelatent.cli.data import data_app
+from viewers import cli as render_cli
 from viewers import report_cli, view_cli
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ latent_cli.register_all(app, data_app)
 # The viewers package (installed beside shapelatent) adds its commands; only the CLI imports it, never the library.
 report_cli.register(app)
 view_cli.register(app)
+render_cli.register(app)
 
 
 def _version(value: bool) -> None:
