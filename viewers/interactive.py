@@ -399,9 +399,12 @@ def neighbor_panels(store: Any, query: str | int, k: int) -> list[Panel]:
     Raises:
         StoreError: unknown id; ValueError: bad k or index, or no item with a source file to show.
     """
-    from shapelatent.data.build import SamplingConfig, sample_file
+    from shapelatent.data.build import SamplingConfig
     from shapelatent.latent.retrieval import NeighborIndex
+    from shapelatent.latent.sources import source_points
     from shapelatent.latent.store import LatentStore
+
+    cfg = SamplingConfig(num_points=1024)
 
     if not isinstance(store, LatentStore):
         store = LatentStore.open(store)
@@ -416,15 +419,14 @@ def neighbor_panels(store: Any, query: str | int, k: int) -> list[Panel]:
     panels = []
     for rank, (j, dist) in enumerate(rows):
         item = store.items[j]
-        source = Path(item["source"])
-        if not source.is_file():
-            logger.warning("skipping %s: its source %r is not a file on this machine", item["id"], item["source"])
+        points = source_points(item["source"], item["class"], cfg)
+        if points is None:
+            logger.warning("skipping %s: its source %r is not on this machine", item["id"], item["source"])
             continue
-        cloud = sample_file(source, SamplingConfig(num_points=1024), seed=0)
         cls = item["class"] or "?"
         label = f"query {item['id']} ({cls})" if dist is None else f"#{rank} {item['id']} ({cls}) d={dist:.3f}"
         color = (0.85, 0.33, 0.1) if dist is None else _colormap(0.25 + 0.6 * rank / max(len(rows) - 1, 1))
-        panels.append(Panel(cloud.points, None, None, color, label))
+        panels.append(Panel(points, None, None, color, label))
     if not panels:
         raise ValueError(f"{store.path}: none of the query and neighbour items has a source file on this machine.")
     return panels

@@ -159,19 +159,11 @@ def _item_points(
         return np.asarray(dataset.points[rows[item["id"]]]), False
     source = item["source"]
     cfg = cache.setdefault("cfg", _sampling(store, model))
-    if source.startswith("procedural:"):
-        from shapelatent.data.procedural import FAMILIES, generate_chair
-        from shapelatent.data.sampling import sample_surface
+    from shapelatent.latent.sources import source_points
 
-        seed = source.split(":", 1)[1]
-        if seed.isdigit() and item["class"] in FAMILIES:
-            chair = generate_chair(int(seed), item["class"])
-            cloud = sample_surface(chair.mesh, cfg.num_points, seed=cfg.seed, oversample=cfg.oversample)
-            return cfg.normalization.apply(cloud.points).points, False
-    elif Path(source).is_file():
-        from shapelatent.data.build import sample_file
-
-        return sample_file(source, cfg, seed=cfg.seed).points, False
+    points = source_points(source, item["class"], cfg)
+    if points is not None:
+        return points, False
     return _decode(store.codes[i], model, f"drawing item {item['id']!r}, whose source {source!r} is gone,"), True
 
 

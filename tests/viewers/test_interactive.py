@@ -88,13 +88,16 @@ def test_neighbor_panels_skip_items_without_source(tmp_path: Path, box_mesh: tri
     items = [
         {"id": "q", "source": str(box), "class": "box", "split": "test"},
         {"id": "near", "source": str(box), "class": "box", "split": "train"},
-        {"id": "gone", "source": "procedural:123", "class": "stool", "split": "train"},
-        {"id": "far", "source": str(box), "class": "box", "split": "train"},
+        {"id": "gone", "source": str(tmp_path / "deleted.obj"), "class": "stool", "split": "train"},
+        {"id": "chair", "source": "procedural:123", "class": "stool", "split": "train"},
     ]
     store = LatentStore(tmp_path / "store", {"latent_dim": 2}, codes, items)
     panels = interactive.neighbor_panels(store, "q", k=2)
     assert [p.label for p in panels] == ["query q (box)", "#1 near (box) d=1.000"]
     assert panels[0].points.shape == (1024, 3)
+    # procedural sources are regenerated from their seed and family
+    panels = interactive.neighbor_panels(store, "chair", k=1)
+    assert panels[0].label == "query chair (stool)" and panels[0].points.shape == (1024, 3)
 
 
 def test_cli_without_display_says_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
