@@ -208,6 +208,9 @@ def demo_cmd(
     )
     for key in ("points_png", "meshes_png"):
         console.print(f"  {latent['interpolation'][key]}")
+    from viewers.report import write_report
+
+    console.print(f"report: [bold]{write_report(out)}[/] (self-contained HTML)")
     console.print(f"demo finished in {time.perf_counter() - t0:.0f} s")
 
 
