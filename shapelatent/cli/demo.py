@@ -12,7 +12,7 @@ import torch
 from shapelatent.data.format import ShapeDataset
 from shapelatent.models.load import load_model
 from shapelatent.ops.chamfer import chamfer_distance
-from shapelatent.viz.figures import plot_point_grid
+from viewers.render import render_folder, render_views
 
 __all__ = ["reconstruction_figure"]
 
@@ -34,15 +34,11 @@ def reconstruction_figure(run: Path, data: Path, path: Path, per_class: int = 1)
     with torch.no_grad():
         rec = loaded.model(x).points
         cd = chamfer_distance(rec, x, reduction="none").loss
-    rows = [[p.numpy() for p in x], [p.numpy() for p in rec]]
-    titles = [f"{ds.meta[i]['class']}\nCD={float(cd[k]):.4f}" for k, i in enumerate(chosen)]
-    return plot_point_grid(
-        rows,
-        path,
-        row_titles=["input (test split)", "reconstruction"],
-        col_titles=titles,
-        title="Autoencoder reconstructions on held-out chairs (Chamfer per shape)",
-    )
+    items = [p.numpy() for p in x] + [p.numpy() for p in rec]
+    titles = [f"input: {ds.meta[i]['class']}" for i in chosen] + [
+        f"decoded: CD={float(cd[k]):.4f}" for k in range(len(chosen))
+    ]
+    return render_views(items, path, titles=titles, ncols=len(chosen), size=(256, 256), mode="points")
 
 
 def latent_tour(run: Path, data: Path, seed: int = 0, progress: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -63,11 +59,11 @@ def latent_tour(run: Path, data: Path, seed: int = 0, progress: Callable[[], Non
     index = NeighborIndex(store.codes, metric="euclidean")
     res = index.search(store.codes[query : query + 1], 5, exclude=[query])
     nbrs = [int(i) for i in res.indices[0]]
-    rows = [[np.asarray(ds.points[i]) for i in [query, *nbrs]]]
-    titles = [f"query\n{ds.meta[query]['class']}"] + [
-        f"#{r + 1} {ds.meta[i]['class']}\nd={float(res.distances[0][r]):.2f}" for r, i in enumerate(nbrs)
+    clouds = [np.asarray(ds.points[i]) for i in [query, *nbrs]]
+    titles = [f"query: {ds.meta[query]['class']}"] + [
+        f"#{r + 1} {ds.meta[i]['class']} d={float(res.distances[0][r]):.2f}" for r, i in enumerate(nbrs)
     ]
-    gallery = plot_point_grid(rows, run / "neighbors.png", col_titles=titles)
+    gallery = render_views(clouds, run / "neighbors.png", titles=titles, size=(256, 256), mode="points")
     p_at_5 = precision_at_k(store.codes, store.classes, 5)
     tick()
     cls = ds.meta[query]["class"]
@@ -84,6 +80,7 @@ def latent_tour(run: Path, data: Path, seed: int = 0, progress: Callable[[], Non
         force=True,
         seed=seed,
     )
+    renders = render_folder(run / "interpolation")
     tick()
     return {
         "store": str(run / "store"),
@@ -99,6 +96,8 @@ def latent_tour(run: Path, data: Path, seed: int = 0, progress: Callable[[], Non
             "class_consistency": interp.get("class_consistency", float("nan")),
             "meshed": interp["meshing"]["meshed"],
             "dir": str(run / "interpolation"),
+            "render_png": str(renders.sheet),
+            "render_gif": str(renders.gif),
             "points_png": str(run / "interpolation" / interp["points_png"]),
             "meshes_png": str(run / "interpolation" / interp.get("meshes_png", "")),
         },

@@ -107,7 +107,11 @@ def interpolate_cmd(
         force=force,
         seed=seed,
     )
+    from viewers.render import render_folder
+
+    renders = render_folder(out)
     console.print(f"{len(manifest['steps'])} steps ({method}) written to [bold]{out}[/]")
+    console.print(f"  rendered ({renders.mode}): {renders.sheet}  {renders.gif}")
     if "class_consistency" in manifest:
         console.print(
             f"class consistency (nearest-neighbour class = endpoints' class): {manifest['class_consistency']:.0%}"

@@ -191,7 +191,6 @@ def _draw_gallery(
     dataset_dir: Path | None,
 ) -> tuple[Path, list[str]]:
     from shapelatent.data.format import ShapeDataset
-    from shapelatent.viz.figures import plot_point_grid
 
     dataset = ShapeDataset(dataset_dir) if dataset_dir is not None else None
     cache: dict[str, Any] = {}
@@ -213,8 +212,9 @@ def _draw_gallery(
             decoded.append(item["id"])
         clouds.append(pts)
         titles.append(f"#{rank} {_short(item['id'])}{' (decoded)' if dec else ''}\n{item['class']} d={dist:.4g}")
-    # No figure title: in a one-row grid plot_point_grid's suptitle overlaps the column titles.
-    path = plot_point_grid([clouds], out, col_titles=titles)
+    from viewers.render import render_views
+
+    path = render_views(clouds, out, titles=[t.replace("\n", " · ") for t in titles], size=(256, 256), mode="points")
     return path, decoded
 
 

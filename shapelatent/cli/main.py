@@ -206,7 +206,7 @@ def demo_cmd(
         f"{latent['interpolation']['class_consistency']:.0%}, "
         f"{latent['interpolation']['meshed']} meshes in [bold]{latent['interpolation']['dir']}[/]"
     )
-    for key in ("points_png", "meshes_png"):
+    for key in ("render_png", "render_gif", "points_png", "meshes_png"):
         console.print(f"  {latent['interpolation'][key]}")
     from viewers.report import write_report
 
