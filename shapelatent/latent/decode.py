@@ -40,12 +40,12 @@ def resolve_shape(
 ) -> ResolvedShape:
     """Turn a store id or a mesh/point file into a code of this model.
 
+    The caller checks once that ``store`` was made by this model (:func:`store_for_model`).
+
     Raises:
-        StoreError: the store was made by another model.
         FileNotFoundError: ``ref`` is neither an id in the store nor an existing file.
     """
     if store is not None:
-        store.check_model(model_fingerprint(loaded.model), model_path)
         if ref in store.ids:
             i = store.index_of(ref)
             label = short_label(ref)
@@ -135,6 +135,16 @@ def load_meshes(out: Path, rows: Sequence[dict[str, Any]]) -> list[Any]:
     return [trimesh.load(str(out / r["mesh"]), force="mesh", process=False) if "mesh" in r else None for r in rows]
 
 
-def open_store(path: str | os.PathLike[str] | None) -> LatentStore | None:
-    """``LatentStore.open`` or None."""
-    return LatentStore.open(path) if path is not None else None
+def store_for_model(
+    path: str | os.PathLike[str] | None, loaded: LoadedModel, model_path: str = "the model"
+) -> LatentStore | None:
+    """Open a store (None for no path) and check, once, that its codes were made by this model.
+
+    Raises:
+        StoreError: the store was made by another model.
+    """
+    if path is None:
+        return None
+    store = LatentStore.open(path)
+    store.check_model(model_fingerprint(loaded.model), model_path)
+    return store

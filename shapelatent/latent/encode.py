@@ -28,8 +28,7 @@ def model_sampling(loaded: LoadedModel) -> SamplingConfig:
     """The sampling/normalisation the model was trained with (P = the model's ``num_points``)."""
     if not loaded.sampling:
         raise ShapelatentError("the checkpoint records no sampling/normalisation; it was not trained by shapelatent.")
-    cfg = SamplingConfig.from_dict(loaded.sampling)
-    return SamplingConfig(cfg.num_points, cfg.oversample, cfg.normalization, cfg.seed)
+    return SamplingConfig.from_dict(loaded.sampling)
 
 
 @torch.no_grad()

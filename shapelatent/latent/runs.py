@@ -16,11 +16,11 @@ import numpy as np
 
 from shapelatent.errors import OutputExistsError, StoreError
 from shapelatent.io.atomic import atomic_write_json
-from shapelatent.latent.decode import decode_codes, load_meshes, open_store, resolve_shape, write_shapes
+from shapelatent.latent.decode import decode_codes, load_meshes, resolve_shape, store_for_model, write_shapes
 from shapelatent.latent.encode import codes_for_points
 from shapelatent.latent.generate import LatentGMM, evaluate_expression, parse_expression
 from shapelatent.latent.interpolate import latent_path
-from shapelatent.latent.store import LatentStore, model_fingerprint
+from shapelatent.latent.store import LatentStore
 from shapelatent.models.load import LoadedModel, load_model
 from shapelatent.provenance import provenance
 from shapelatent.viz.figures import plot_point_grid
@@ -89,7 +89,7 @@ def run_interpolation(
     if len(refs) < 2:
         raise ValueError(f"interpolation needs at least two shapes (A B); got {len(refs)}")
     loaded = load_model(model_path)
-    store = open_store(store_path)
+    store = store_for_model(store_path, loaded, str(model_path))
     shapes = [resolve_shape(r, loaded, store, str(model_path)) for r in refs]
     for a, b in zip(refs, refs[1:], strict=False):
         if a == b:
@@ -148,12 +148,6 @@ def _mesh_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _store_for_model(store_path: str | os.PathLike[str], loaded: LoadedModel, model_path: str) -> LatentStore:
-    store = LatentStore.open(store_path)
-    store.check_model(model_fingerprint(loaded.model), model_path)
-    return store
-
-
 def run_sampling(
     model_path: str | os.PathLike[str],
     store_path: str | os.PathLike[str],
@@ -171,7 +165,9 @@ def run_sampling(
 ) -> dict[str, Any]:
     """Fit the l-GMM on the store's (training) codes, optionally of one class, and decode n new shapes."""
     loaded = load_model(model_path)
-    store = _store_for_model(store_path, loaded, str(model_path))
+    store = store_for_model(store_path, loaded, str(model_path))
+    if store is None:
+        raise ValueError("l-GMM sampling needs --store")
     mask = np.ones(len(store), dtype=bool)
     if split and any(it["split"] for it in store.items):
         mask &= np.array([it["split"] == split for it in store.items])
@@ -226,7 +222,7 @@ def run_arithmetic(
 ) -> dict[str, Any]:
     """Decode ``A - B + C`` where terms are store ids, mesh files or ``mean:CLASS`` (mean code of a class)."""
     loaded = load_model(model_path)
-    store = _store_for_model(store_path, loaded, str(model_path)) if store_path else None
+    store = store_for_model(store_path, loaded, str(model_path))
     terms = parse_expression(expression)
 
     def lookup(name: str) -> np.ndarray:
