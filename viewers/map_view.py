@@ -1,0 +1,534 @@
+"""The latent map in the Open3D viewer: ``shapelatent view --store STORE --map``.
+
+The store's codes are drawn as a 3-D cloud of small spheres (PCA to 3-D, one uniform scale so the map fits the cube
+[-1, 1]^3 and distances stay honest), coloured by class (sorted class names -> the ``tab10`` palette, ``tab20`` for
+more than 10 classes; unknown or ``other`` in grey). Beside the map: the selected item's true shape (re-sampled from
+its source) and its reconstruction (its code decoded by the model); below: the interpolation between two marked
+items, one decoded cloud per step, with the steps' codes projected by the same PCA (same mean and axes) onto the map.
+
+Keys:
+    Right/N, Left/P   next / previous item along the map tour: a greedy nearest-neighbour walk over the map
+                      that starts at the item with the smallest PC1, so each step goes to a nearby point
+    ] or J, [ or K    the next / previous nearest neighbour in latent space (full Z, Euclidean) of the item
+                      where the jumps started (#1, #2, ...; [ back to #0 returns to it)
+    A, B              mark the selection as endpoint A / B; with both marked the A-B line and the interpolation show
+    C                 clear A and B
+    Q, Escape         quit
+
+Screenshots for tests work as in :mod:`viewers.interactive` (``screenshot_dir`` or ``SHAPELATENT_VIEW_SCREENSHOTS``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from viewers.interactive import _colormap, _text_mesh, _Window
+
+__all__ = [
+    "MAP_KEYS_HELP",
+    "MapLayout",
+    "MapPCA",
+    "MapScene",
+    "MapState",
+    "class_palette",
+    "fit_map_pca",
+    "latent_order",
+    "map_layout",
+    "map_tour",
+    "view_map",
+]
+
+logger = logging.getLogger(__name__)
+
+MAP_KEYS_HELP = (
+    "Right/N next item along the map, Left/P previous, ] or J next latent neighbour, [ or K previous, "
+    "A / B mark endpoints (interpolation), C clears them, Q/Esc quits"
+)
+# GLFW key codes, as VisualizerWithKeyCallback.register_key_callback expects them.
+KEY_A, KEY_B, KEY_C, KEY_J, KEY_K, KEY_N, KEY_P = 65, 66, 67, 74, 75, 78, 80
+KEY_LBRACKET, KEY_RBRACKET, KEY_RIGHT, KEY_LEFT = 91, 93, 262, 263
+GREY = (0.62, 0.62, 0.62)
+HINT = (0.42, 0.42, 0.42)
+KEY_LINES = "keys|Right/Left: walk the map|] / [: latent neighbours|A, B: mark ends|C: clear ends|Q: quit".split("|")
+GREY_CLASSES = ("", "other")
+SHAPE_SCALE = 0.6  # shapes come normalised to the unit sphere; panels are 1.2 units wide
+TEXT_SCALE = 1.5
+_YAW, _PITCH = np.radians(-35.0), np.radians(20.0)
+_SHAPE_TURN = np.array(  # yaw about y, then pitch about x: shapes show their side and top as well as their front
+    [[1, 0, 0], [0, np.cos(_PITCH), -np.sin(_PITCH)], [0, np.sin(_PITCH), np.cos(_PITCH)]]
+) @ np.array([[np.cos(_YAW), 0, np.sin(_YAW)], [0, 1, 0], [-np.sin(_YAW), 0, np.cos(_YAW)]])
+
+
+# ---------------------------------------------------------------------------------------------- pure functions
+def class_palette(classes: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+    """``{class: (r, g, b)}`` in [0, 1] for class names (repeats allowed): the sorted names take ``tab10`` in order
+    (``tab20`` past 10 classes, cycling past 20); '' and 'other' are grey."""
+    import matplotlib
+
+    names = sorted({str(c) for c in classes} - set(GREY_CLASSES))
+    cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
+    if len(names) > cmap.N:
+        logger.warning("%d classes but %d palette colours: colours repeat", len(names), cmap.N)
+    colors = {n: tuple(float(c) for c in cmap(i % cmap.N)[:3]) for i, n in enumerate(names)}
+    colors.update({g: GREY for g in GREY_CLASSES if g in set(classes)})
+    return colors  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class MapPCA:
+    """A 3-D PCA fitted on codes, kept so that other codes (interpolation steps) land on the same map.
+
+    Attributes:
+        mean: (Z,) float64 mean code.
+        axes: (3, Z) float64 orthonormal principal axes (zero rows when Z < 3); each axis's largest loading is
+            positive, as in :func:`shapelatent.latent.project.project_codes`.
+        center: (3,) float64 centre of the projected codes' bounding box.
+        scale: half the longest side of that box; map = (projection - center) / scale lies in [-1, 1]^3.
+        explained: (3,) float64 fraction of the variance along each axis.
+    """
+
+    mean: np.ndarray
+    axes: np.ndarray
+    center: np.ndarray
+    scale: float
+    explained: np.ndarray
+
+    def transform(self, codes: np.ndarray) -> np.ndarray:
+        """Map coordinates of codes: (B, Z) float -> (B, 3) float32 (the fitted codes fill [-1, 1]^3)."""
+        x = np.asarray(codes, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != len(self.mean):
+            raise ValueError(f"codes must be (B, {len(self.mean)}); got shape {x.shape}")
+        return (((x - self.mean) @ self.axes.T - self.center) / self.scale).astype(np.float32)
+
+
+def fit_map_pca(codes: np.ndarray) -> MapPCA:
+    """Fit :class:`MapPCA` on (N, Z) float codes, N >= 2 and finite (else ValueError naming the fix)."""
+    x = np.asarray(codes, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 1:
+        raise ValueError(f"a latent map needs codes of shape (N, Z) with N >= 2; got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("codes contain NaN or inf; re-encode the store.")
+    mean = x.mean(axis=0)
+    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+    axes = vt[:3]  # (<=3, Z)
+    signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])
+    axes = axes * np.where(signs == 0, 1.0, signs)[:, None]
+    var = s**2
+    explained = var[:3] / var.sum() if var.sum() > 0 else np.zeros(len(axes))
+    axes = np.pad(axes, ((0, 3 - len(axes)), (0, 0)))  # (3, Z)
+    explained = np.pad(explained, (0, 3 - len(explained)))
+    proj = (x - mean) @ axes.T  # (N, 3)
+    lo, hi = proj.min(axis=0), proj.max(axis=0)
+    half = float((hi - lo).max()) / 2
+    return MapPCA(mean, axes, (lo + hi) / 2, half if half > 0 else 1.0, explained)
+
+
+def map_tour(coords: np.ndarray) -> np.ndarray:
+    """The order Right/Left walk (N, 3) float map ``coords`` in: (N,) int64, a permutation of range(N) that starts at
+    the smallest first coordinate and then goes to the nearest unvisited item each time (ties: the lowest row)."""
+    from scipy.spatial import cKDTree
+
+    x = np.asarray(coords, dtype=np.float64)
+    n = len(x)
+    tree = cKDTree(x)
+    order = np.empty(n, dtype=np.int64)
+    visited = np.zeros(n, dtype=bool)
+    cur = int(np.argmin(x[:, 0])) if n else 0
+    for j in range(n):
+        order[j] = cur
+        visited[cur] = True
+        k = min(16, n)
+        while j + 1 < n:  # widen the search until it holds every unvisited item at the nearest distance
+            d, idx = tree.query(x[cur], k=k)
+            free = ~visited[idx]
+            if free.any() and (k == n or d[-1] > d[free].min()):
+                cur = int(idx[free & (d == d[free].min())].min())
+                break
+            k = min(2 * k, n)
+    return order
+
+
+def latent_order(codes: np.ndarray, i: int) -> np.ndarray:
+    """Rows of (N, Z) ``codes`` but ``i``, nearest to ``codes[i]`` first (Euclidean; ties by row): (N-1,) int64."""
+    x = np.asarray(codes, dtype=np.float64)
+    d = ((x - x[i]) ** 2).sum(axis=1)  # (N,)
+    order = np.argsort(d, kind="stable")
+    return order[order != i].astype(np.int64)
+
+
+class MapState:
+    """What the keys change: the selection, the latent-neighbour jump and the A/B endpoints (no window needed).
+
+    Args:
+        codes: (N, Z) float codes of the shown items.
+        tour: (N,) int64 from :func:`map_tour`.
+    """
+
+    def __init__(self, codes: np.ndarray, tour: np.ndarray) -> None:
+        self.codes = np.asarray(codes)
+        self.tour = np.asarray(tour, dtype=np.int64)
+        self.pos = np.empty(len(self.tour), dtype=np.int64)  # (N,) place of each row on the tour
+        self.pos[self.tour] = np.arange(len(self.tour))
+        self.selected = int(self.tour[0])
+        self.anchor: int | None = None  # where the current run of jumps started
+        self.rank = 0  # the selection is the anchor's rank-th nearest neighbour (0: the anchor itself)
+        self._order: np.ndarray | None = None
+        self.a: int | None = None  # the endpoints, rows of codes
+        self.b: int | None = None
+
+    def step(self, d: int) -> None:
+        """Move d items along the tour (wrapping around); ends a run of jumps."""
+        self.selected = int(self.tour[(self.pos[self.selected] + d) % len(self.tour)])
+        self.anchor, self.rank, self._order = None, 0, None
+
+    def jump(self, d: int) -> None:
+        """Go to the anchor's next (d=+1) or previous (d=-1) nearest neighbour in latent space."""
+        if self.anchor is None:
+            self.anchor = self.selected
+            self._order = latent_order(self.codes, self.anchor)
+        self.rank = int(np.clip(self.rank + d, 0, len(self._order)))
+        self.selected = self.anchor if self.rank == 0 else int(self._order[self.rank - 1])
+
+    def mark(self, which: str) -> None:
+        """Make the selection endpoint ``'a'`` or ``'b'``."""
+        setattr(self, which, self.selected)
+
+    def clear(self) -> None:
+        self.a = self.b = None
+
+    @property
+    def line(self) -> tuple[int, int] | None:
+        """(A, B) rows when both are marked and differ, else None."""
+        return (self.a, self.b) if self.a is not None and self.b is not None and self.a != self.b else None
+
+
+class MapLayout(NamedTuple):
+    """Where things go in the scene (x right, y up, z towards the viewer; the map is the cube [-1, 1]^3).
+
+    Attributes:
+        shape: (3,) centre of the selected item's true shape.
+        recon: (3,) centre of its reconstruction.
+        shape_scale: scale of those two (shapes come normalised to the unit sphere).
+        steps: (S, 3) centres of the interpolation steps, left to right.
+        step_scale: scale of an interpolation step.
+        legend: (3,) top-left corner of the class legend.
+        frames: ``{"legend", "map", "shapes", "steps", "keys"}`` -> (2, 2) float [[x0, y0], [x1, y1]] rectangles
+            that do not overlap; the panels' titles hang below their top edge.
+    """
+
+    shape: np.ndarray
+    recon: np.ndarray
+    shape_scale: float
+    steps: np.ndarray
+    step_scale: float
+    legend: np.ndarray
+    frames: dict[str, np.ndarray]
+
+
+def map_layout(steps: int) -> MapLayout:
+    """The scene layout: legend left of the map, true shape and reconstruction right of it, S steps in a row below."""
+    if isinstance(steps, bool) or int(steps) < 2:
+        raise ValueError(f"an interpolation needs steps >= 2 (both ends included); got {steps!r}")
+    frames = {
+        "legend": np.array([[-2.5, -1.0], [-1.15, 1.0]]),
+        "map": np.array([[-1.0, -1.0], [1.0, 1.0]]),
+        "shapes": np.array([[1.2, -0.8], [4.0, 1.3]]),
+        "steps": np.array([[-1.0, -2.8], [4.0, -1.2]]),
+        "keys": np.array([[-2.5, -2.8], [-1.15, -1.2]]),
+    }
+    (x0, _), (x1, _) = frames["steps"]
+    step_scale = min(0.5, 0.42 * (x1 - x0) / steps)
+    xs = x0 + (x1 - x0) * (np.arange(steps) + 0.5) / steps
+    row = np.stack([xs, np.full(steps, -2.05), np.zeros(steps)], axis=1)
+    sh, rec = np.array([1.9, 0.15, 0.0]), np.array([3.3, 0.15, 0.0])
+    return MapLayout(sh, rec, SHAPE_SCALE, row, float(step_scale), np.array([-2.5, 1.0, 0.0]), frames)
+
+
+# ---------------------------------------------------------------------------------------------- geometry
+def _spheres(centers: np.ndarray, radius: float, colors: np.ndarray | Sequence[float]) -> Any:
+    """One mesh of small spheres: centers (B, 3), colors (B, 3) or one RGB."""
+    import open3d as o3d
+
+    unit = o3d.geometry.TriangleMesh.create_sphere(radius=1.0, resolution=5)
+    v0, f0 = np.asarray(unit.vertices), np.asarray(unit.triangles)
+    c = np.asarray(centers, dtype=np.float64).reshape(-1, 3)
+    verts = (c[:, None, :] + radius * v0[None]).reshape(-1, 3)  # (B * V0, 3)
+    faces = (f0[None] + (np.arange(len(c)) * len(v0))[:, None, None]).reshape(-1, 3)
+    cols = np.broadcast_to(np.asarray(colors, dtype=np.float64).reshape(-1, 1, 3), (len(c), len(v0), 3))
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(verts), o3d.utility.Vector3iVector(faces))
+    mesh.vertex_colors = o3d.utility.Vector3dVector(cols.reshape(-1, 3))
+    mesh.compute_vertex_normals()
+    return mesh
+
+
+def _lines(points: np.ndarray, pairs: Sequence[tuple[int, int]]) -> Any:
+    import open3d as o3d
+
+    ls = o3d.geometry.LineSet(o3d.utility.Vector3dVector(np.asarray(points, float)), o3d.utility.Vector2iVector(pairs))
+    return ls.paint_uniform_color([0.8, 0.8, 0.8])
+
+
+def _text(text: str, at: Sequence[float], align: str = "center", color: Sequence[float] | None = None) -> Any:
+    """A text mesh (TEXT_SCALE times the viewer's) hanging below ``at``: centred on it, or starting at it (``left``)."""
+    at = np.asarray(at, dtype=np.float64)
+    mesh = _text_mesh(text, at)
+    if len(mesh.vertices):
+        mesh.scale(TEXT_SCALE, center=at)
+        if align == "left":
+            mesh.translate([at[0] - np.asarray(mesh.vertices)[:, 0].min(), 0.0, 0.0])
+    if color is not None:
+        mesh.paint_uniform_color(list(color))
+    return mesh
+
+
+def _frame(rect: np.ndarray) -> Any:
+    """The outline of a (2, 2) [[x0, y0], [x1, y1]] rectangle at z = 0."""
+    (x0, y0), (x1, y1) = rect
+    return _lines([[x0, y0, 0], [x1, y0, 0], [x1, y1, 0], [x0, y1, 0]], [(0, 1), (1, 2), (2, 3), (3, 0)])
+
+
+def _extent(layout: MapLayout) -> Any:
+    """Two white (invisible) points at the layout's corners: the legacy viewer frames its camera on point clouds and
+    meshes only (not text or lines), so without them the zoom would depend on what is drawn."""
+    import open3d as o3d
+
+    rects = np.concatenate(list(layout.frames.values()))  # (2F, 2)
+    corners = np.array([[*rects.min(axis=0), -1.0], [*rects.max(axis=0), 1.0]])
+    return o3d.geometry.PointCloud(o3d.utility.Vector3dVector(corners)).paint_uniform_color([1.0, 1.0, 1.0])
+
+
+def _box(center: Sequence[float], half: Sequence[float]) -> Any:
+    corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], np.float64)
+    pairs = [(i, j) for i in range(8) for j in range(i + 1, 8) if bin(i ^ j).count("1") == 1]
+    return _lines(corners * np.asarray(half) + np.asarray(center), pairs)
+
+
+def _cloud(points: np.ndarray, color: Sequence[float], label: str, at: np.ndarray, scale: float) -> list[Any]:
+    """A point cloud (P, 3), turned to a three-quarter view (the camera looks almost straight on), scaled, moved to
+    ``at`` and faded towards white with depth so its shape reads, with its label below."""
+    import open3d as o3d
+
+    pts = np.asarray(points, np.float64) @ _SHAPE_TURN.T  # (P, 3)
+    z = pts[:, 2]
+    far = ((z.max() - z) / max(float(np.ptp(z)), 1e-9))[:, None]  # (P, 1): 0 nearest, 1 farthest
+    cols = 0.8 * np.asarray(color) * (1 - 0.6 * far) + 0.6 * far
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts * scale + at))
+    pcd.colors = o3d.utility.Vector3dVector(cols)
+    return [pcd] + ([_text(label, at + [0.0, -1.1 * scale, 0.0])] if label else [])
+
+
+# ---------------------------------------------------------------------------------------------- the viewer
+def _resolve_model(store: Any, model: str | os.PathLike[str] | None) -> tuple[Any, tuple[str, str]]:
+    """The model for reconstructions (``model``, else the store's recorded one if it exists), or None and why not.
+
+    Raises:
+        StoreError: the model did not make the store's codes.
+    """
+    from shapelatent.latent.store import model_fingerprint
+    from shapelatent.models.load import load_model
+
+    recorded = (store.info.get("model") or {}).get("path")
+    path = Path(model) if model is not None else (Path(recorded) if recorded and Path(recorded).exists() else None)
+    if path is None:
+        why = f"(the store's model {Path(recorded).name} is gone)" if recorded else "(the store records no model)"
+        return None, ("needs --model RUN", why)
+    loaded = load_model(path)
+    store.check_model(model_fingerprint(loaded.model), str(path))
+    logger.info("reconstructions decoded by %s", path)
+    return loaded, ("", "")
+
+
+class MapScene:
+    """The map of a store and everything drawn around it, as Open3D geometries (no window needed).
+
+    Args: see :func:`view_map`.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        model: Any = None,
+        max_points: int | None = 5000,
+        seed: int = 0,
+        steps: int = 5,
+        method: str = "linear",
+    ) -> None:
+        from shapelatent.data.build import SamplingConfig
+        from shapelatent.latent.encode import model_sampling
+        from shapelatent.latent.interpolate import interpolate_codes
+        from shapelatent.latent.project import subsample
+        from shapelatent.latent.store import LatentStore
+
+        self.store = store if isinstance(store, LatentStore) else LatentStore.open(store)
+        if len(self.store) < 2:
+            raise ValueError(f"{self.store.path}: holds {len(self.store)} codes; a map needs at least 2.")
+        interpolate_codes(self.store.codes[0], self.store.codes[1], steps, method)  # checks steps and method
+        self.steps, self.method, self.layout = int(steps), method, map_layout(steps)
+        self.rows = subsample(len(self.store), max_points, seed)  # (N,) store rows shown
+        self.codes = self.store.codes[self.rows]  # (N, Z)
+        self.pca = fit_map_pca(self.codes)
+        self.coords = self.pca.transform(self.codes)  # (N, 3)
+        self.items = [self.store.items[int(r)] for r in self.rows]
+        self.palette = class_palette([it["class"] for it in self.items])
+        self.state = MapState(self.codes, map_tour(self.coords))
+        self.loaded, self.no_model = _resolve_model(self.store, model)
+        recorded = (self.store.info.get("model") or {}).get("sampling")
+        self.cfg = SamplingConfig.from_dict(recorded) if recorded else None
+        if self.cfg is None and self.loaded is not None:
+            self.cfg = model_sampling(self.loaded)
+        self.radius = float(np.clip(0.12 / len(self.codes) ** (1 / 3), 0.01, 0.035))
+        self._truth: dict[int, np.ndarray | None] = {}
+        ev = " ".join(f"PC{j + 1} {100 * e:.0f}%" for j, e in enumerate(self.pca.explained))
+        n, z = len(self.codes), self.store.latent_dim
+        self.title = f"latent map: {n} of {len(self.store)} codes (Z={z}, seed {seed}), PCA {ev}"
+        self._static: list[Any] | None = None
+
+    def name(self, i: int) -> str:
+        return f"{self.items[i]['id']} ({self.items[i]['class'] or '?'})"
+
+    def true_points(self, i: int) -> np.ndarray | None:
+        """(P, 3) float32 points of shown item i re-sampled from its source (cached), or None when it is gone."""
+        from shapelatent.latent.sources import source_points
+
+        if i not in self._truth:
+            it = self.items[i]
+            self._truth[i] = None if self.cfg is None else source_points(it["source"], it["class"], self.cfg)
+            if self._truth[i] is None:
+                logger.warning("%s: its source %r is not on this machine", it["id"], it["source"])
+        return self._truth[i]
+
+    def where(self) -> str:
+        """How the selection was reached: its place on the tour, or its rank among the anchor's neighbours."""
+        st, i = self.state, self.state.selected
+        if st.anchor is not None and st.rank > 0:
+            dist = float(np.linalg.norm(self.codes[i] - self.codes[st.anchor]))
+            return f"latent neighbour #{st.rank} of {self.items[st.anchor]['id']}, d={dist:.3g}"
+        return f"item {st.pos[i] + 1} of {len(self.codes)} along the map"
+
+    def static(self) -> list[Any]:
+        """What never changes: the map, its box and title, the panel frames and titles, the legend, the keys."""
+        if self._static is None:
+            lay = self.layout
+            colors = np.array([self.palette[it["class"]] for it in self.items])  # (N, 3)
+            out = [_spheres(self.coords, self.radius, colors), _box([0, 0, 0], [1, 1, 1]), _frame(lay.frames["shapes"])]
+            out += [_frame(lay.frames["steps"]), _text(self.title, [-1.0, 1.38, 0], "left"), _extent(lay)]
+            out += [_text(t, [x, 1.25, 0]) for t, x in (("true shape", lay.shape[0]), ("reconstruction", lay.recon[0]))]
+            out.append(_text("classes", lay.legend, "left"))
+            for j, (cls, col) in enumerate(self.palette.items()):
+                at = lay.legend + [0.0, -0.14 * (j + 1), 0.0]
+                out += [
+                    _spheres(at + [0.05, -0.045, 0], 0.045, col),
+                    _text(cls or "(no class)", at + [0.14, 0, 0], "left"),
+                ]
+            (kx, _), (_, ky) = lay.frames["keys"]
+            out += [_text(t, [kx, ky - 0.13 * j, 0], "left", HINT if j else None) for j, t in enumerate(KEY_LINES)]
+            self._static = out
+        return list(self._static)
+
+    def geometries(self) -> list[Any]:
+        """Everything to draw for the current state (logged as well)."""
+        from shapelatent.latent.decode import decode_codes
+        from shapelatent.latent.interpolate import interpolate_codes
+
+        st, lay, i, r = self.state, self.layout, self.state.selected, self.radius
+        geoms = self.static()
+        geoms += [_spheres(self.coords[i], 2.2 * r + 0.015, (0.05, 0.05, 0.05))]
+        geoms += [_text(self.items[i]["id"], self.coords[i] + [0.07, 0.04, 0.05], "left")]
+        (fx0, fy0), _ = lay.frames["shapes"]
+        geoms += [_text(self.name(i), [lay.shape[0], 1.1, 0]), _text(self.where(), [fx0 + 0.05, fy0 + 0.2, 0], "left")]
+        truth = self.true_points(i)
+        if truth is not None:
+            geoms += _cloud(truth, self.palette[self.items[i]["class"]], "", lay.shape, lay.shape_scale)
+        else:
+            geoms += [_text(f"source {self.items[i]['source']} not found", lay.shape)]
+        if self.loaded is not None:
+            rec = decode_codes(self.loaded, self.codes[i][None])[0][0]  # (P, 3)
+            geoms += _cloud(rec, (0.25, 0.3, 0.45), "", lay.recon, lay.shape_scale)
+            geoms += [_text("its code, decoded", [lay.recon[0], 1.1, 0])]
+        else:
+            geoms += [_text(t, lay.recon + [0, 0.1 - 0.15 * j, 0]) for j, t in enumerate(self.no_model)]
+        for end, tag, t in ((st.a, "A", 0.0), (st.b, "B", 1.0)):
+            if end is not None:
+                geoms += [_spheres(self.coords[end], 1.8 * r + 0.01, _colormap(t))]
+                geoms += [_text(tag, self.coords[end] + [-0.03, 0.16, 0.05], "left")]
+        (x0, _), (_, y1) = lay.frames["steps"]
+        if st.line is None:
+            text = "A and B mark two items: their interpolation shows here"
+            logger.info("%s: %s", self.name(i), self.where())
+            return geoms + [_text(text, [x0 + 0.05, y1 - 0.05, 0], "left", HINT)]
+        a, b = st.line
+        path = interpolate_codes(self.codes[a], self.codes[b], self.steps, self.method)  # (S, Z)
+        ts = np.linspace(0.0, 1.0, self.steps)
+        dots = self.coords[a] + np.linspace(0, 1, 40)[:, None] * (self.coords[b] - self.coords[a])  # (40, 3)
+        geoms += [_spheres(dots, 0.35 * r + 0.003, (0.2, 0.2, 0.2))]
+        geoms += [_spheres(self.pca.transform(path), 1.2 * r + 0.006, np.array([_colormap(t) for t in ts]))]
+        head = f"A {self.name(a)} -> B {self.name(b)}: {self.method}, {self.steps} steps"
+        geoms += [_text(head, [x0 + 0.05, y1 - 0.05, 0], "left")]
+        if self.loaded is not None:
+            dec = decode_codes(self.loaded, path)[0]  # (S, P, 3)
+            for k in range(self.steps):
+                geoms += _cloud(dec[k], _colormap(ts[k]), f"t={ts[k]:.2f}", lay.steps[k], lay.step_scale)
+        else:
+            geoms += [_text("decoding the steps " + self.no_model[0], lay.steps[self.steps // 2])]
+        logger.info("%s: %s; interpolation %s", self.name(i), self.where(), head)
+        return geoms
+
+
+def view_map(
+    store: Any,
+    model: str | os.PathLike[str] | None = None,
+    *,
+    max_points: int | None = 5000,
+    seed: int = 0,
+    steps: int = 5,
+    method: str = "linear",
+    screenshot_dir: str | os.PathLike[str] | None = None,
+    width: int = 1280,
+    height: int = 800,
+) -> None:
+    """Open the latent map of a store (keys in the module docstring).
+
+    Args:
+        store: a ``LatentStore`` or the path of a store folder.
+        model: run folder or checkpoint for reconstructions; default: the model path the store records, if it exists.
+            Without one the map and the true shapes still show.
+        max_points: show at most this many items (uniform subsample with ``seed``; only they can be selected);
+            None shows all.
+        seed: subsampling seed.
+        steps: S, decoded interpolation steps between A and B (both included), S >= 2.
+        method: ``linear`` or ``slerp`` interpolation.
+
+    Raises:
+        FileNotFoundError, StoreError: no store, or a model that did not make it.
+        ValueError: fewer than 2 codes, bad ``steps``/``method``/``max_points``. NoDisplayError: no display.
+    """
+    scene = MapScene(store, model, max_points, seed, steps, method)
+    win = _Window(f"shapelatent view - map - {scene.store.path.name}", screenshot_dir, width, height)
+    win.show(scene.geometries())
+    rects = np.concatenate(list(scene.layout.frames.values()))  # (2F, 2)
+    ctr = win.vis.get_view_control()
+    ctr.change_field_of_view(step=-90.0)  # at its 5 degree minimum the legacy viewer is orthographic: panels stay flat
+    ctr.set_front([0.12, 0.1, 1.0])
+    ctr.set_up([0.0, 1.0, 0.0])
+    ctr.set_lookat([*(rects.min(axis=0) + rects.max(axis=0)) / 2, 0.0])
+    ctr.set_zoom(0.35)
+
+    def act(fn: Any) -> Any:
+        return lambda: (fn(), win.show(scene.geometries()))
+
+    st = scene.state
+    win.on_key([KEY_RIGHT, KEY_N], "next", act(lambda: st.step(1)))
+    win.on_key([KEY_LEFT, KEY_P], "previous", act(lambda: st.step(-1)))
+    win.on_key([KEY_RBRACKET, KEY_J], "neighbour", act(lambda: st.jump(1)))
+    win.on_key([KEY_LBRACKET, KEY_K], "back", act(lambda: st.jump(-1)))
+    win.on_key([KEY_A], "mark_a", act(lambda: st.mark("a")))
+    win.on_key([KEY_B], "mark_b", act(lambda: st.mark("b")))
+    win.on_key([KEY_C], "clear", act(st.clear))
+    win.run()
