@@ -4,7 +4,7 @@
 VENV := .venv
 SL := $(VENV)/bin/shapelatent
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench bench-quick
 
 setup:
 	bash scripts/setup.sh
@@ -19,5 +19,10 @@ test:
 lint: setup
 	$(VENV)/bin/ruff check shapelatent tests bench
 
+# `make bench`: every benchmark via bench/run_all.py, results in runs/bench/<date>_<time>/ (summary.md, summary.json).
+# `make bench QUICK=1` (or `make bench-quick`): small sizes, a few minutes. More options: BENCH_ARGS="--with-large".
 bench: setup
-	$(VENV)/bin/python bench/chamfer.py
+	$(VENV)/bin/python bench/run_all.py $(if $(filter-out 0,$(QUICK)),--quick) $(BENCH_ARGS)
+
+bench-quick: setup
+	$(VENV)/bin/python bench/run_all.py --quick $(BENCH_ARGS)

@@ -7,6 +7,8 @@ forward + backward, measured after the inputs exist and after a tiny call has im
 loaded its kernels. A first subprocess per backend
 fills the on-disk compile caches (numba, KeOps), so the measured one never counts compiler memory.
 
+``--quick``: B = 8, P = Q = 1024, 5 repeats (the full-matrix ``reference`` fits under its limit there).
+
 Example::
 
     .venv/bin/python bench/chamfer.py --batch 32 --points 2048 --repeats 20 --json out/bench_chamfer.json
@@ -16,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -27,8 +27,11 @@ import time
 from pathlib import Path
 
 import torch
+from common import write_result  # bench/common.py
 
 from shapelatent.ops.chamfer import available_backends, chamfer_distance, nearest_neighbors
+
+QUICK = {"batch": 8, "points": 1024, "repeats": 5}
 
 
 def _sync(device: str) -> None:
@@ -129,35 +132,12 @@ def _run_subprocess(args: argparse.Namespace, backend: str, warmup_only: bool) -
         return json.loads(out.read_text())
 
 
-def _machine(device: str) -> dict:
-    info = {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "device": device,
-    }
-    try:
-        with open("/proc/cpuinfo") as fh:
-            info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    for package in ("numba", "pykeops", "pytorch3d"):
-        try:
-            info[package] = __import__(package).__version__
-        except ImportError:
-            info[package] = None
-    if device == "cuda":
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=32, help="clouds per batch (B)")
-    parser.add_argument("--points", type=int, default=2048, help="points per cloud (P = Q)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed runs; the median is reported")
+    parser.add_argument("--batch", type=int, default=None, help="clouds per batch (B; default 32, --quick 8)")
+    parser.add_argument("--points", type=int, default=None, help="points per cloud (P = Q; default 2048, --quick 1024)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs, the median is reported (default 10)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: B=8, P=Q=1024, 5 repeats")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs after the first call")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
@@ -172,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--warmup-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    for name, full in (("batch", 32), ("points", 2048), ("repeats", 10)):
+        if getattr(args, name) is None:
+            setattr(args, name, QUICK[name] if args.quick else full)
 
     if args.worker:
         args.backend = args.worker
@@ -213,10 +196,26 @@ def main(argv: list[str] | None = None) -> int:
         "(compiles when the numba/KeOps disk caches are empty, else loads them)"
     )
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         config = {k: v for k, v in vars(args).items() if not k.startswith("worker") and k != "json"}
-        payload = {"config": config, "machine": _machine(args.device), "results": results}
-        args.json.write_text(json.dumps(payload, indent=2, default=str))
+        table = [
+            {
+                "backend": backend,
+                "B": args.batch,
+                "P": args.points,
+                "device": args.device,
+                "fwd+bwd ms": r["fwd_bwd_median_s"] * 1e3,
+                "search ms": r["search_median_s"] * 1e3,
+                "peak MiB": r["peak_mem_delta_bytes"] / 2**20,
+                "first call s": r["fresh_process_first_call_s"],
+            }
+            if "error" not in r
+            else {"backend": backend, "B": args.batch, "P": args.points, "device": args.device, "error": r["error"]}
+            for backend, r in results.items()
+        ]
+        columns = ["backend", "B", "P", "device", "fwd+bwd ms", "search ms", "peak MiB", "first call s"]
+        if any("error" in r for r in table):
+            columns.append("error")
+        write_result(args.json, "chamfer", results, config, table=table, columns=columns)
         print(f"wrote {args.json}")
     return 0
 

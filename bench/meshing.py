@@ -24,6 +24,8 @@ input points on the outer surface whose oriented normal points the way of the tr
 ``--figure PATH`` also renders the chairs given by ``--figure-chairs`` (true mesh, then each mesher with
 true, flipped and estimated normals, and Poisson after the ``tangent_plane`` orientation for contrast).
 
+``--quick``: 3 chairs and 5000 surface samples for ``cd_true`` instead of 12 and 20000.
+
 Example::
 
     .venv/bin/python bench/meshing.py --count 12 --points 2048 --json out/bench_meshing.json \
@@ -33,9 +35,7 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import platform
 import statistics
 import sys
 from pathlib import Path
@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import open3d as o3d
 import trimesh
+from common import write_result  # bench/common.py
 
 from shapelatent.data.normalize import Normalization
 from shapelatent.data.procedural import generate_chair
@@ -259,7 +260,7 @@ def print_table(summary: list[dict], args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=12, help="number of procedural chairs")
+    parser.add_argument("--count", type=int, default=None, help="number of procedural chairs (default 12)")
     parser.add_argument("--points", type=int, default=2048, help="points per chair (P)")
     parser.add_argument("--seed", type=int, default=0, help="chair i is generate_chair(seed + i)")
     parser.add_argument("--methods", nargs="+", choices=MESHERS, default=list(MESHERS))
@@ -272,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--normal-neighbors", type=int, default=MeshingConfig.normal_neighbors, help="k of the PCA normal estimate"
     )
-    parser.add_argument("--samples", type=int, default=20_000, help="surface samples for cd_true")
+    parser.add_argument("--samples", type=int, default=None, help="surface samples for cd_true (default 20000)")
+    parser.add_argument("--quick", action="store_true", help="3 chairs, 5000 samples")
     parser.add_argument("--json", type=Path, default=None, help="write the per-chair rows and the summary here")
     parser.add_argument("--force", action="store_true", help="overwrite an existing --json file")
     parser.add_argument("--figure", type=Path, default=None, help="also render a comparison PNG here")
@@ -283,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated chair seeds of the figure's rows",
     )
     args = parser.parse_args(argv)
+    if args.count is None:
+        args.count = 3 if args.quick else 12
+    if args.samples is None:
+        args.samples = 5000 if args.quick else 20_000
     if args.count < 1 or args.points < 10 or args.samples < 1:
         parser.error("--count and --samples must be >= 1 and --points >= 10")
     if args.json is not None and args.json.exists() and not args.force:
@@ -296,17 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     for e in results["orientation"]:
         print(f"{e['orientation']:<15}{e['case']:<11}{e['agreement_mean']:>7.1%}{e['agreement_min']:>7.1%}")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "machine": {
-                "python": platform.python_version(),
-                "platform": platform.platform(),
-                "open3d": o3d.__version__,
-            },
-            **results,
-        }
-        args.json.write_text(json.dumps(payload, indent=2))
+        columns = ["method", "case", "shapes", "failures", "watertight_share", "cd_points_x1e3", "cd_true_x1e3",
+                   "cd_true_median_x1e3", "triangles", "seconds"]  # fmt: skip
+        write_result(args.json, "meshing", results, args, table=results["summary"], columns=columns)
         print(f"wrote {args.json}")
     if args.figure is not None:
         print(f"wrote {render_figure(args)}")

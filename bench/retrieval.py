@@ -35,9 +35,7 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -48,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from common import write_result  # bench/common.py
 
 from shapelatent.latent.retrieval import NeighborIndex, recall_at_k
 
@@ -235,29 +234,12 @@ def bench_size(n: int, args: argparse.Namespace, mixture: Mixture, log) -> list[
 
 
 # ---------------------------------------------------------------------------- report
-def _machine() -> dict:
-    info: dict[str, Any] = {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-    }
-    try:
-        with open("/proc/cpuinfo") as fh:
-            info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+def _faiss_threads() -> int | None:
     try:
         import faiss
-
-        info["faiss"] = faiss.__version__
-        info["faiss_threads"] = faiss.omp_get_max_threads()
     except ImportError:
-        info["faiss"] = None
-    return info
+        return None
+    return faiss.omp_get_max_threads()
 
 
 HEADER = (
@@ -345,17 +327,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"N={n:,}: fastest single query with recall@{args.k} >= {args.target_recall} and <= "
               f"{args.target_ms} ms: {verdict}")  # fmt: skip
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
-            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "data": "seeded Gaussian mixture (see bench/retrieval.py docstring)",
-            "machine": _machine(),
+            "faiss_threads": _faiss_threads(),
             "load_average_before": load_before,
             "load_average_after": load_after,
             "total_s": time.perf_counter() - started,
-            "results": results,
+            "rows": results,
         }
-        args.json.write_text(json.dumps(payload, indent=2))
+        table = [
+            {
+                "N": r["n"],
+                "index": r["index"],
+                "params": r["params"],
+                "build s": r["build_s"],
+                "index MiB": r["index_mib"],
+                "batch ms/q": r["batch_ms_per_query"],
+                "1 ms/q 1t": r["single_ms_1thread"],
+                f"1 ms/q {args.threads}t": r["single_ms"],
+                f"recall@{args.k}": r["recall"],
+            }
+            for r in results
+        ]
+        write_result(args.json, "retrieval", payload, args, table=table)
         print(f"wrote {args.json}")
     return 0
 
