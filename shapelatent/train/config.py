@@ -10,9 +10,10 @@ from typing import Any
 
 from shapelatent.models.pointnet import ModelConfig
 
-__all__ = ["DEVICES", "RunConfig", "TrainConfig", "load_config"]
+__all__ = ["AMP_DTYPES", "DEVICES", "RunConfig", "TrainConfig", "load_config"]
 
 DEVICES = ("auto", "cpu", "cuda")
+AMP_DTYPES = ("auto", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,13 @@ class TrainConfig:
         chamfer_backend: see ``shapelatent.ops.chamfer.BACKENDS``.
         normal_weight: weight of the normal-consistency term (models with ``predict_normals``).
         threads: torch CPU threads (0: torch's default).
+        workers: processes that read and augment batches (0: the training process itself); any value gives
+            the same batches (see ``shapelatent.train.data``).
+        amp: mixed precision: the network runs under ``torch.autocast``; the Chamfer loss stays float32.
+        amp_dtype: ``auto`` (bfloat16 on the CPU and on GPUs that support it, else float16 with a gradient
+            scaler), ``bfloat16`` or ``float16`` (CUDA only).
+        sync_bn: with several processes (torchrun), batch norm statistics span the global batch; False keeps
+            them per process (see ``shapelatent.train.distributed``).
     """
 
     epochs: int = 100
@@ -42,6 +50,10 @@ class TrainConfig:
     chamfer_backend: str = "auto"
     normal_weight: float = 0.1
     threads: int = 0
+    workers: int = 0
+    amp: bool = False
+    amp_dtype: str = "auto"
+    sync_bn: bool = True
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -50,6 +62,10 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be a positive integer; got {v!r}")
         if not self.lr > 0:
             raise ValueError(f"train.lr must be > 0; got {self.lr!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ValueError(f"train.workers must be an integer >= 0; got {self.workers!r}")
+        if self.amp_dtype not in AMP_DTYPES:
+            raise ValueError(f"train.amp_dtype must be one of {AMP_DTYPES}; got {self.amp_dtype!r}")
         if self.device not in DEVICES:
             raise ValueError(f"train.device must be one of {DEVICES}; got {self.device!r}")
         if self.augment_scale is not None:

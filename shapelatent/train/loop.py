@@ -9,6 +9,10 @@ Run folder layout::
     metrics.jsonl          one JSON line per epoch (train loss, validation Chamfer, time, shapes/s)
     metrics.json           final summary (test-split Chamfer, ...)
     loss_curve.png         train and validation loss per epoch
+
+Batches come from :mod:`shapelatent.train.data` (positional reads, optional worker processes); under
+``torchrun`` the same function trains data-parallel (:mod:`shapelatent.train.distributed`); ``train.amp``
+runs the network under autocast while the loss stays float32 (:func:`forward_loss`).
 """
 
 from __future__ import annotations
@@ -34,11 +38,21 @@ from shapelatent.ops.chamfer import chamfer_distance
 from shapelatent.provenance import provenance
 from shapelatent.train.checkpoint import load_checkpoint, save_checkpoint
 from shapelatent.train.config import RunConfig
+from shapelatent.train.data import NpyRows, TrainLoader, split_batch
+from shapelatent.train.distributed import DistContext, check_batch_size, env_ranks, init_distributed, wrap_model
 from shapelatent.viz.figures import plot_loss_curve
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainResult", "evaluate_chamfer", "normal_consistency", "resolve_device", "train"]
+__all__ = [
+    "TrainResult",
+    "evaluate_chamfer",
+    "forward_loss",
+    "normal_consistency",
+    "resolve_amp_dtype",
+    "resolve_device",
+    "train",
+]
 
 StepCallback = Callable[[dict[str, Any]], None]
 
@@ -82,27 +96,59 @@ def normal_consistency(
     return a.mean(1) + b.mean(1)
 
 
-def _augment(
-    points: np.ndarray, normals: np.ndarray, rng: np.random.Generator, rotate: bool, scale: tuple[float, float] | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """points, normals: (B, P, 3) -> augmented copies (rotation about +Y, isotropic scale)."""
-    if rotate:
-        theta = rng.uniform(0.0, 2.0 * math.pi, size=len(points))
-        c, s = np.cos(theta), np.sin(theta)
-        rot = np.zeros((len(points), 3, 3), dtype=np.float32)
-        rot[:, 0, 0], rot[:, 0, 2], rot[:, 1, 1], rot[:, 2, 0], rot[:, 2, 2] = c, s, 1.0, -s, c
-        points = np.einsum("bij,bpj->bpi", rot, points).astype(np.float32)
-        normals = np.einsum("bij,bpj->bpi", rot, normals).astype(np.float32)
-    if scale is not None:
-        k = rng.uniform(scale[0], scale[1], size=(len(points), 1, 1)).astype(np.float32)
-        points = points * k
-    return points, normals
+def resolve_amp_dtype(amp: bool, amp_dtype: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``train.amp``/``train.amp_dtype`` on ``device``, or None without mixed precision.
+
+    Raises:
+        ValueError: float16 asked for on the CPU, or bfloat16 on a GPU without bfloat16 support.
+    """
+    if not amp:
+        return None
+    if amp_dtype == "float16":
+        if device.type != "cuda":
+            raise ValueError(
+                "train.amp_dtype='float16' needs a CUDA device (it trains with a gradient scaler); "
+                "use amp_dtype 'bfloat16' or 'auto' on the CPU."
+            )
+        return torch.float16
+    bf16_ok = device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_bf16_supported())
+    if amp_dtype == "bfloat16":
+        if not bf16_ok:
+            raise ValueError(f"train.amp_dtype='bfloat16' is not supported on {device}; use 'float16' or 'auto'.")
+        return torch.bfloat16
+    dtype = torch.bfloat16 if bf16_ok else torch.float16
+    logger.info("mixed precision: autocast to %s on %s (Chamfer loss in float32)", dtype, device.type)
+    return dtype
 
 
-def _batch(ds: ShapeDataset, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.sort(idx)  # sorted reads from the memory map are sequential
-    inv = np.argsort(np.argsort(idx))
-    return np.asarray(ds.points[order])[inv], np.asarray(ds.normals[order])[inv]
+def forward_loss(
+    net: torch.nn.Module,
+    points: torch.Tensor,
+    normals: torch.Tensor | None,
+    amp_dtype: torch.dtype | None,
+    normal_weight: float = 0.1,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training forward: the network (under autocast when ``amp_dtype``), then the loss in float32.
+
+    Args:
+        net: the autoencoder (or its DDP wrapper).
+        points: (B, P, 3) float32 input and target.
+        normals: (B, P, 3) float32 target normals, used when the model decodes normals.
+        amp_dtype: autocast dtype, or None for float32 throughout.
+
+    Returns:
+        (loss, chamfer): float32 scalars, the training loss and its Chamfer term (batch means).
+    """
+    with torch.autocast(points.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        out = net(points)
+    cd = chamfer_distance(out.points.float(), points, reduction="mean", backend=backend)
+    loss = cd.loss
+    if out.normals is not None:
+        if normals is None:
+            raise ValueError("the model decodes normals; pass the target normals (B, P, 3).")
+        loss = loss + normal_weight * normal_consistency(out.normals.float(), normals, cd.idx_xy, cd.idx_yx).mean()
+    return loss, cd.loss
 
 
 @torch.no_grad()
@@ -114,19 +160,29 @@ def evaluate_chamfer(
     batch_size: int = 64,
     backend: str = "auto",
 ) -> np.ndarray:
-    """Per-shape Chamfer distance between each shape and its reconstruction.
+    """Per-shape Chamfer distance between each shape and its reconstruction (float32 model, eval mode).
+
+    Args:
+        indices: (M,) int64 shape indices.
 
     Returns:
         (M,) float64, one value per index, in the order given.
     """
     model.eval()
+    reader = NpyRows(ds.root / "points.npy")
     out = []
     for start in range(0, len(indices), batch_size):
-        pts, _ = _batch(ds, indices[start : start + batch_size])
-        x = torch.from_numpy(pts).to(device)
+        x = torch.from_numpy(reader.read(indices[start : start + batch_size])).to(device)
         rec = model(x)
         out.append(chamfer_distance(rec.points, x, reduction="none", backend=backend).loss.double().cpu().numpy())
+    reader.close()
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def _evaluate(ctx: DistContext, model: PointCloudAutoencoder, ds: ShapeDataset, idx: np.ndarray, backend: str):
+    """evaluate_chamfer on this rank's shard of ``idx``, gathered in order on every rank: (M,) float64."""
+    lo, hi = split_batch(len(idx), ctx.rank, ctx.world_size)
+    return ctx.gather_concat(evaluate_chamfer(model, ds, idx[lo:hi], ctx.device, backend=backend))
 
 
 def _read_history(path: Path, upto_epoch: int) -> list[dict[str, Any]]:
@@ -153,12 +209,16 @@ def train(
 ) -> TrainResult:
     """Train the autoencoder on a dataset's train split, validating on its val split each epoch.
 
+    Under ``torchrun`` (``WORLD_SIZE > 1``) every process calls this; they train one model data-parallel
+    and rank 0 alone writes the run folder (see :mod:`shapelatent.train.distributed`).
+
     Args:
         data_dir: a dataset folder (see ``shapelatent.data.format``).
         out_dir: the run folder.
         config: the run config (defaults; the model's ``num_points`` is set from the dataset).
-        resume: continue from ``out_dir/checkpoints/last.safetensors`` with the config stored there;
-            the losses are the same as an uninterrupted run with the same seed (same device and threads).
+        resume: continue from ``out_dir/checkpoints/last.safetensors`` with the config stored there (but
+            ``train.epochs`` and ``train.workers`` from ``config``); the losses are the same as an uninterrupted
+            run with the same seed (same device, threads and number of processes).
         force: start afresh in an existing run folder, replacing its files.
         on_step: called after each step with ``{"epoch", "step", "steps", "loss"}`` (progress bars).
         on_epoch: called after each epoch with that epoch's metrics.
@@ -167,6 +227,7 @@ def train(
     Raises:
         OutputExistsError: ``out_dir`` holds a run and neither ``resume`` nor ``force`` was given.
         CheckpointError: ``resume`` without a checkpoint, or a checkpoint of a different model.
+        ValueError: a bad config, or a global batch not divisible by the number of processes.
     """
     from dataclasses import replace
 
@@ -180,8 +241,8 @@ def train(
             raise CheckpointError(f"{ckpt_path}: nothing to resume from; start a new run without --resume.")
         ckpt = load_checkpoint(ckpt_path)
         stored = RunConfig.from_dict(ckpt.config["run"])
-        if config is not None and config.train.epochs != stored.train.epochs:
-            stored = stored.with_overrides(train={"epochs": config.train.epochs})
+        if config is not None:  # more epochs may be asked for; reader processes never change the batches
+            stored = stored.with_overrides(train={"epochs": config.train.epochs, "workers": config.train.workers})
         config = stored
         start_epoch = int(ckpt.state["epoch"])
     elif (run / "config.json").exists() and not force:
@@ -196,74 +257,92 @@ def train(
     device = resolve_device(tc.device)
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    train_idx, val_idx = ds.indices("train"), ds.indices("val")
+    train_idx = ds.indices("train")
     if len(train_idx) == 0:
         raise ValueError(f"{ds.root}: the train split is empty; build a larger dataset.")
+    world = env_ranks()[1]
+    check_batch_size(tc.batch_size, world)
+    if len(train_idx) < world:
+        raise ValueError(f"{ds.root}: the train split has {len(train_idx)} shapes, fewer than the {world} processes.")
     if config.model.predict_normals and not ds.info.get("has_normals", True):
         raise ValueError(f"{ds.root}: predict_normals needs a dataset with normals.")
+    amp_dtype = resolve_amp_dtype(tc.amp, tc.amp_dtype, device)
+    ctx = init_distributed(device)
+    try:
+        return _fit(ds, run, config, ckpt, start_epoch, ctx, amp_dtype, on_step, on_epoch, stop_after_epochs)
+    finally:
+        ctx.close()
 
+
+def _fit(ds, run, config, ckpt, start_epoch, ctx, amp_dtype, on_step, on_epoch, stop_after_epochs) -> TrainResult:
+    tc, device = config.train, ctx.device
+    train_idx, val_idx = ds.indices("train"), ds.indices("val")
+    ckpt_path = run / "checkpoints" / "last.safetensors"
     torch.manual_seed(tc.seed)
     model = PointCloudAutoencoder(config.model).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    full_config = {
-        "run": config.to_dict(),
-        "data": {
-            "path": str(ds.root.resolve()),
-            "sampling": ds.info.get("sampling"),
-            "classes": ds.info.get("classes"),
-        },
-    }
     if ckpt is not None:
         try:
             model.load_state_dict(ckpt.model_state)
         except RuntimeError as exc:
             raise CheckpointError(f"{ckpt_path}: weights do not match the model config ({exc}).") from exc
+    net = wrap_model(model, ctx, tc.sync_bn)  # DDP wrapper (or model itself); checkpoints hold `model`
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+    if ckpt is not None:
         if ckpt.optim_state is not None:
             optimizer.load_state_dict(ckpt.optim_state)
-    run.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run / "config.json", full_config)
-    atomic_write_json(run / "provenance.json", provenance(full_config, tc.seed))
-    history = _read_history(run / "metrics.jsonl", start_epoch) if resume else []
+        if scaler is not None and ckpt.state.get("grad_scaler"):
+            scaler.load_state_dict(ckpt.state["grad_scaler"])
+    data_info = {"path": str(ds.root.resolve()), "sampling": ds.info.get("sampling"), "classes": ds.info.get("classes")}
+    full_config = {"run": config.to_dict(), "data": data_info}
+    history = _read_history(run / "metrics.jsonl", start_epoch) if ckpt is not None else []
+    ctx.barrier()  # every rank has read the old run folder before rank 0 writes to it
+    if ctx.is_main:
+        run.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run / "config.json", full_config)
+        atomic_write_json(run / "provenance.json", provenance(full_config, tc.seed))
     best = min((h["val_chamfer"] for h in history if h.get("val_chamfer") is not None), default=math.inf)
     ckpt_meta = {"run": config.to_dict(), "data": full_config["data"]}
-    steps = math.ceil(len(train_idx) / tc.batch_size)
+    aug = {"rotate": tc.augment_rotate, "scale": tc.augment_scale, "with_normals": config.model.predict_normals}
+    place = {"rank": ctx.rank, "world_size": ctx.world_size, "workers": tc.workers, "pin_memory": device.type == "cuda"}
+    loader = TrainLoader(ds.root, train_idx, tc.batch_size, tc.seed, **aug, **place)
     end_epoch = tc.epochs if stop_after_epochs is None else min(tc.epochs, start_epoch + stop_after_epochs)
-    logger.info(
-        "training on %s: %d train / %d val shapes, epochs %d..%d",
-        device,
-        len(train_idx),
-        len(val_idx),
-        start_epoch + 1,
-        end_epoch,
-    )
+    if ctx.is_main:
+        logger.info(
+            "training on %s: %d train / %d val shapes, epochs %d..%d, %d process(es) x %d shapes per step",
+            device,
+            len(train_idx),
+            len(val_idx),
+            start_epoch + 1,
+            end_epoch,
+            ctx.world_size,
+            tc.batch_size // ctx.world_size,
+        )
 
     for epoch in range(start_epoch, end_epoch):
-        rng = np.random.default_rng([tc.seed, epoch])
-        order = rng.permutation(train_idx)
-        model.train()
+        net.train()
         t0 = time.perf_counter()
-        loss_sum, cd_sum, seen = 0.0, 0.0, 0
-        for step in range(steps):
-            idx = order[step * tc.batch_size : (step + 1) * tc.batch_size]
-            pts, nrm = _batch(ds, idx)
-            pts, nrm = _augment(pts, nrm, rng, tc.augment_rotate, tc.augment_scale)
-            x = torch.from_numpy(pts).to(device)
-            out = model(x)
-            cd = chamfer_distance(out.points, x, reduction="mean", backend=tc.chamfer_backend)
-            loss = cd.loss
-            if out.normals is not None:
-                n = torch.from_numpy(nrm).to(device)
-                loss = loss + tc.normal_weight * normal_consistency(out.normals, n, cd.idx_xy, cd.idx_yx).mean()
+        loss_sum, cd_sum, seen = 0.0, 0.0, 0.0
+        for step, batch in enumerate(loader.epoch(epoch)):
+            x = batch.points.to(device, non_blocking=True)
+            n = None if batch.normals is None else batch.normals.to(device, non_blocking=True)
+            loss, cd = forward_loss(net, x, n, amp_dtype, tc.normal_weight, tc.chamfer_backend)
+            # DDP averages gradients over ranks; weighting by this rank's share makes that the global-batch mean
+            objective = loss * (len(x) * ctx.world_size / batch.global_size) if ctx.distributed else loss
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item() * len(idx)
-            cd_sum += cd.loss.item() * len(idx)
-            seen += len(idx)
+            if scaler is not None:
+                scaler.scale(objective).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                objective.backward()
+                optimizer.step()
+            sums = ctx.all_reduce_sum([loss.item() * len(x), cd.item() * len(x), float(len(x))])
+            loss_sum, cd_sum, seen = loss_sum + sums[0], cd_sum + sums[1], seen + sums[2]
             if on_step:
-                on_step({"epoch": epoch + 1, "step": step + 1, "steps": steps, "loss": loss.item()})
+                on_step({"epoch": epoch + 1, "step": step + 1, "steps": loader.steps, "loss": sums[0] / sums[2]})
         elapsed = time.perf_counter() - t0
-        val = evaluate_chamfer(model, ds, val_idx, device, backend=tc.chamfer_backend) if len(val_idx) else None
+        val = _evaluate(ctx, model, ds, val_idx, tc.chamfer_backend) if len(val_idx) else None
         row = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / seen,
@@ -273,20 +352,31 @@ def train(
             "shapes_per_s": round(seen / elapsed, 1),
         }
         history.append(row)
-        if row["val_chamfer"] is not None and row["val_chamfer"] < best:
-            best = row["val_chamfer"]
-            save_checkpoint(run / "checkpoints" / "best.safetensors", model, ckpt_meta, {"epoch": epoch + 1})
-        save_checkpoint(ckpt_path, model, ckpt_meta, {"epoch": epoch + 1, "best_val": best}, optimizer)
-        _write_history(run / "metrics.jsonl", history)
+        ctx.check_replicas(model, f"after epoch {epoch + 1}", buffers=tc.sync_bn)
+        improved = row["val_chamfer"] is not None and row["val_chamfer"] < best
+        state = {"epoch": epoch + 1, "best_val": row["val_chamfer"] if improved else best}
+        if scaler is not None:
+            state["grad_scaler"] = scaler.state_dict()
+        if ctx.is_main:
+            if improved:
+                save_checkpoint(run / "checkpoints" / "best.safetensors", model, ckpt_meta, {"epoch": epoch + 1})
+            save_checkpoint(ckpt_path, model, ckpt_meta, state, optimizer)
+            _write_history(run / "metrics.jsonl", history)
+        best = state["best_val"]
+        ctx.barrier()
         if on_epoch:
             on_epoch(row)
 
-    summary: dict[str, Any] = {"epochs_done": history[-1]["epoch"] if history else 0, "device": str(device)}
+    summary: dict[str, Any] = {
+        "epochs_done": history[-1]["epoch"] if history else 0,
+        "device": str(device),
+        "processes": ctx.world_size,
+        "amp_dtype": str(amp_dtype).removeprefix("torch.") if amp_dtype else None,
+    }
     if history and history[-1]["epoch"] == tc.epochs:
-        save_checkpoint(run / "model.safetensors", model, ckpt_meta, {"epoch": tc.epochs})
         test_idx = ds.indices("test")
         if len(test_idx):
-            test = evaluate_chamfer(model, ds, test_idx, device, backend=tc.chamfer_backend)
+            test = _evaluate(ctx, model, ds, test_idx, tc.chamfer_backend)
             summary["test_chamfer"] = float(test.mean())
             summary["test_chamfer_median"] = float(np.median(test))
             summary["test_shapes"] = len(test_idx)
@@ -297,6 +387,11 @@ def train(
             "squared L2, mean over points per direction, two directions summed; shapes normalised as in dataset.json"
         )
         summary["train_time_s"] = round(sum(h["time_s"] for h in history), 2)
-        atomic_write_json(run / "metrics.json", summary)
-    plot_loss_curve(history, run / "loss_curve.png")
+        if ctx.is_main:
+            save_checkpoint(run / "model.safetensors", model, ckpt_meta, {"epoch": tc.epochs})
+            atomic_write_json(run / "metrics.json", summary)
+    if ctx.is_main:
+        plot_loss_curve(history, run / "loss_curve.png")
+    ctx.dump_replica(model)
+    ctx.barrier()
     return TrainResult(run, history, summary)
