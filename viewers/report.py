@@ -112,8 +112,10 @@ def write_report(run: Path, out: Path | None = None) -> Path:
     _curves_section(page, run, history)
     _figure_section(page, "Reconstructions", [run / "reconstructions.png"], "reconstructions.png")
     _interpolation_sections(page, run)
+    _evaluation_section(page, run / "eval")
     galleries = sorted({p for p in run.rglob("*neighbors*.png") if p.is_file()})
     _figure_section(page, "Neighbour galleries", galleries, "neighbour galleries (*neighbors*.png)", run=run)
+    _latent_map_section(page, run)
 
     html = _render(run, provenance, page)
     atomic_write_text(out, html)
@@ -383,6 +385,62 @@ def _interpolation_section(path: Path, manifest: dict[str, Any], run: Path) -> s
     if rows:
         parts.append(f"<table><tr><th>step</th><th>t</th><th>nn_class</th><th>mesh</th></tr>{''.join(rows)}</table>")
     return f'<section class="interpolation"><h2>Interpolation: {escape(rel)}</h2>{"".join(parts)}</section>'
+
+
+def _evaluation_section(page: _Page, folder: Path) -> None:
+    """The tables of ``shapelatent evaluate`` (``RUN/eval/evaluation.json``) and its ``samples.png``."""
+    from shapelatent.evaluate.tables import evaluation_tables
+
+    path = folder / "evaluation.json"
+    if not path.is_file():
+        page.missing.append("evaluation (no eval/evaluation.json; run `shapelatent evaluate --model RUN --data DATA`)")
+        return
+    try:
+        tables = evaluation_tables(_read_json(path))
+    except (ValueError, KeyError, TypeError) as exc:
+        page.missing.append(f"evaluation ({path}: unreadable evaluation record: {exc})")
+        return
+    parts = []
+    for t in tables:
+        head = "".join(f"<th>{escape(c)}</th>" for c in t.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td{' class=num' if i else ''}>{escape(c)}</td>" for i, c in enumerate(r)) + "</tr>"
+            for r in t.rows
+        )
+        parts.append(
+            f'<h3>{escape(t.title)}</h3><table><tr>{head}</tr>{body}</table><p class="note">{escape(t.note)}</p>'
+        )
+    uri = _data_uri(folder / "samples.png") if (folder / "samples.png").is_file() else None
+    if uri:
+        parts.append(_img(uri, "l-GMM samples", "eval/samples.png: decoded l-GMM samples"))
+    page.sections.append(f'<section id="evaluation"><h2>Evaluation</h2>{"".join(parts)}</section>')
+
+
+def _latent_map_section(page: _Page, run: Path) -> None:
+    """``RUN/map.png`` (``shapelatent map``; the demo writes it) with its figures from ``RUN/map.json``."""
+    uri = _data_uri(run / "map.png") if (run / "map.png").is_file() else None
+    if uri is None:
+        page.missing.append("latent map (no map.png; run `shapelatent map --store RUN/store --out RUN/map.png`)")
+        return
+    try:
+        record = _read_json(run / "map.json") if (run / "map.json").is_file() else {}
+    except ValueError as exc:
+        page.missing.append(f"latent map figures ({exc})")
+        record = {}
+    fig = record.get("figures") or {}
+    rows = [
+        ("method", f"{record.get('method', '?')}, {record.get('dims', '?')}-D" if record else None),
+        ("codes", f"{len((record.get('points') or {}).get('ids', []))} of {record.get('count')}" if record else None),
+        (f"class precision@{fig.get('k', 'k')} (full codes)", fig.get("precision_at_k")),
+        ("silhouette (full codes)", fig.get("silhouette")),
+        ("metric", fig.get("metric")),
+        ("store", record.get("store")),
+    ]
+    table = _kv_table([(k, v) for k, v in rows if v is not None])
+    caption = record.get("caption") or "map.png (no map.json beside it)"
+    page.sections.append(
+        f'<section id="latent-map"><h2>Latent map</h2>{_img(uri, "latent map", caption)}{table}</section>'
+    )
 
 
 # ----------------------------------------------------------------------------- page

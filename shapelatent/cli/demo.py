@@ -44,8 +44,9 @@ def reconstruction_figure(run: Path, data: Path, path: Path, per_class: int = 1)
 def latent_tour(run: Path, data: Path, seed: int = 0, progress: Callable[[], None] | None = None) -> dict[str, Any]:
     """The demo's second half: encode every shape, find neighbours of a test chair, interpolate two test chairs.
 
-    Writes ``run/store`` (codes), ``run/neighbors.png`` and ``run/interpolation/`` (points, meshes, strips).
+    Writes ``run/store`` (codes), ``run/map.png`` (+ ``map.json``), ``run/neighbors.png`` and ``run/interpolation/``.
     """
+    from shapelatent.cli.latent_map import make_map
     from shapelatent.latent.encode import encode_to_store
     from shapelatent.latent.retrieval import NeighborIndex, precision_at_k
     from shapelatent.latent.runs import run_interpolation
@@ -65,6 +66,7 @@ def latent_tour(run: Path, data: Path, seed: int = 0, progress: Callable[[], Non
     ]
     gallery = render_views(clouds, run / "neighbors.png", titles=titles, size=(256, 256), mode="points")
     p_at_5 = precision_at_k(store.codes, store.classes, 5)
+    make_map(run / "store", run / "map.png", dataset=data, force=True)  # the latent map (+ map.json)
     tick()
     cls = ds.meta[query]["class"]
     same = [i for i in test[1:] if ds.meta[i]["class"] == cls] or [
@@ -86,6 +88,7 @@ def latent_tour(run: Path, data: Path, seed: int = 0, progress: Callable[[], Non
         "store": str(run / "store"),
         "codes": len(store),
         "precision_at_5": p_at_5,
+        "map": str(run / "map.png"),
         "query": ds.meta[query]["id"],
         "neighbors": [f"{ds.meta[i]['id']} ({ds.meta[i]['class']})" for i in nbrs],
         "gallery": str(gallery),

@@ -11,7 +11,9 @@ import typer
 
 from shapelatent import __version__
 from shapelatent.cli import data_sources  # noqa: F401  (registers the source-specific build commands)
+from shapelatent.cli import evaluate as evaluate_cli
 from shapelatent.cli import latent as latent_cli
+from shapelatent.cli import latent_map as latent_map_cli
 from shapelatent.cli.common import ForceOpt, bar, console, friendly, report_build, sampling_config
 from shapelatent.cli.data import data_app
 from viewers import cli as render_cli
@@ -24,6 +26,8 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 latent_cli.register_all(app, data_app)
+evaluate_cli.register(app)
+latent_map_cli.register(app)
 # The viewers package (installed beside shapelatent) adds its commands; only the CLI imports it, never the library.
 report_cli.register(app)
 view_cli.register(app)
@@ -101,10 +105,24 @@ def train_cmd(
         str | None, typer.Option(help="Random isotropic scale range 'low,high', e.g. 0.85,1.15.")
     ] = None,
     chamfer_backend: Annotated[str | None, typer.Option(help="Chamfer backend (auto, numba, torch, ...).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Processes that read batches (default 0: the training process itself).")
+    ] = None,
+    amp: Annotated[
+        bool | None,
+        typer.Option(
+            "--amp/--no-amp",
+            help="Mixed precision: autocast to bfloat16 (float16 + grad scaler on GPUs without bf16); "
+            "the Chamfer loss stays float32.",
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoints/last.safetensors.")] = False,
     force: ForceOpt = False,
 ) -> None:
-    """Train the PointNet autoencoder with Chamfer loss; checkpoints, metrics and a loss curve go to OUT."""
+    """Train the PointNet autoencoder with Chamfer loss; checkpoints, metrics and a loss curve go to OUT.
+
+    Data-parallel: `torchrun --nproc_per_node=N -m shapelatent.cli.main train ...` (only rank 0 prints).
+    """
     scale = None
     if scale_aug:
         try:
@@ -125,9 +143,19 @@ def train_cmd(
                 "augment_rotate": rotate,
                 "augment_scale": scale,
                 "chamfer_backend": chamfer_backend,
+                "workers": workers,
+                "amp": amp,
             },
         },
     )
+    from shapelatent.train.distributed import is_main_process
+
+    if not is_main_process():  # torchrun ranks > 0: no progress bars, no report, warnings only
+        from shapelatent.train.loop import train
+
+        logging.getLogger().setLevel(logging.WARNING)
+        train(data, out, cfg, resume=resume, force=force)
+        return
     result = _train_with_progress(data, out, cfg, resume, force)
     _print_run(result)
 
