@@ -17,6 +17,7 @@ from shapelatent.errors import DatasetFormatError, ShapelatentError
 from shapelatent.io.atomic import atomic_write_json
 from shapelatent.latent.store import LatentStore, model_fingerprint
 from shapelatent.models.load import LoadedModel, load_model
+from shapelatent.pretrained import resolve_model_path
 from shapelatent.provenance import provenance
 
 __all__ = ["EncodeInputs", "codes_for_points", "collect_inputs", "encode_to_store", "model_sampling"]
@@ -33,17 +34,20 @@ def model_sampling(loaded: LoadedModel) -> SamplingConfig:
 
 @torch.no_grad()
 def codes_for_points(
-    model: torch.nn.Module, points: np.ndarray, batch_size: int = 64, device: str | torch.device = "cpu"
+    model: torch.nn.Module, points: np.ndarray, batch_size: int = 64, device: str | torch.device | None = None
 ) -> np.ndarray:
     """Encode normalised clouds.
 
     Args:
         points: (N, P, 3) float array (already normalised as the model expects).
+        device: where the batches are encoded; the model must be there (default: the model's device).
 
     Returns:
         (N, Z) float32 codes.
     """
     model.eval()
+    if device is None:
+        device = next(model.parameters()).device
     out = []
     for start in range(0, len(points), batch_size):
         chunk = np.array(points[start : start + batch_size], dtype=np.float32)  # a writable copy
@@ -128,7 +132,11 @@ def encode_to_store(
     fp = model_fingerprint(loaded.model)
     model = loaded.model.to(device)
     resolved = collect_inputs(inputs)
-    model_info: dict[str, Any] = {"fingerprint": fp, "path": str(Path(model_path).resolve()), "sampling": cfg.to_dict()}
+    model_info: dict[str, Any] = {
+        "fingerprint": fp,
+        "path": str(resolve_model_path(model_path).resolve()),
+        "sampling": cfg.to_dict(),
+    }
     if append and Path(out).exists():
         store = LatentStore.open(out)
         store.check_model(fp, str(model_path))

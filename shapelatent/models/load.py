@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from shapelatent.errors import CheckpointError
 from shapelatent.models.pointnet import ModelConfig, PointCloudAutoencoder
+from shapelatent.pretrained import resolve_model_path
 from shapelatent.train.checkpoint import load_checkpoint
 
 __all__ = ["LoadedModel", "load_model"]
@@ -28,13 +28,14 @@ class LoadedModel(NamedTuple):
 
 
 def load_model(path: str | os.PathLike[str]) -> LoadedModel:
-    """Load ``RUN/model.safetensors`` (or ``RUN/checkpoints/last.safetensors``) or a checkpoint file.
+    """Load ``RUN/model.safetensors`` (or ``RUN/checkpoints/last.safetensors``), a checkpoint file, or a shipped model
+    by name (``furniture``; see :mod:`shapelatent.pretrained`).
 
     Raises:
         FileNotFoundError: nothing to load at ``path``.
         CheckpointError: the file is not a shapelatent checkpoint or does not match its config.
     """
-    p = Path(path)
+    p = resolve_model_path(path)
     if p.is_dir():
         for cand in (p / "model.safetensors", p / "checkpoints" / "last.safetensors"):
             if cand.exists():

@@ -1,0 +1,87 @@
+"""The shipped pretrained model: loads by name, reconstructs real furniture well, and drives the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from shapelatent.cli.main import app
+from shapelatent.data.build import sample_file
+from shapelatent.latent.encode import model_sampling
+from shapelatent.models.load import load_model
+from shapelatent.models.pointnet import ModelConfig, PointCloudAutoencoder
+from shapelatent.ops.chamfer import chamfer_distance
+from shapelatent.pretrained import PRETRAINED, pretrained_dir, resolve_model_path
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def furniture():
+    return load_model("furniture")
+
+
+def _clouds(loaded, paths: list[Path]) -> np.ndarray:
+    cfg = model_sampling(loaded)
+    return np.stack([sample_file(p, cfg, seed=1).points for p in paths]).astype(np.float32)
+
+
+def test_shipped_files_are_present():
+    folder = pretrained_dir("furniture")
+    for name in ("model.safetensors", "CARD.md", "ATTRIBUTION.md", "training.json", "evaluation.json"):
+        assert (folder / name).is_file(), name
+    assert (folder / "model.safetensors").stat().st_size < 10 * 2**20  # a few MB: stored as float16
+    training = json.loads((folder / "training.json").read_text())
+    assert training["dataset"]["num_shapes"] == 336
+
+
+def test_loads_by_name_as_float32(furniture):
+    assert furniture.config["run"]["model"]["num_points"] == 2048
+    assert furniture.sampling["normalization"] == {"center": "bbox", "scale": "unit_sphere"}
+    assert all(p.dtype == torch.float32 for p in furniture.model.parameters())
+    assert not furniture.model.training
+
+
+def test_reconstructs_real_furniture_far_better_than_untrained(furniture, real_mesh_paths):
+    x = torch.from_numpy(_clouds(furniture, real_mesh_paths))  # (3, 2048, 3)
+    with torch.no_grad():
+        cd = chamfer_distance(furniture.model(x).points, x, reduction="none").loss
+        torch.manual_seed(0)
+        fresh = PointCloudAutoencoder(ModelConfig.from_dict(furniture.config["run"]["model"])).eval()
+        cd_fresh = chamfer_distance(fresh(x).points, x, reduction="none").loss
+    # These CC0 models are Sweet Home 3D furniture; the shipped model's test-split mean Chamfer is about 0.012.
+    assert float(cd.max()) < 0.03, cd
+    assert float(cd.mean()) < float(cd_fresh.mean()) / 5
+
+
+def test_local_folder_named_like_a_model_wins(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "furniture").mkdir()
+    assert resolve_model_path("furniture") == Path("furniture")
+    assert resolve_model_path("nonexistent-model") == Path("nonexistent-model")
+    with pytest.raises(FileNotFoundError, match="nonexistent-model"):
+        load_model("nonexistent-model")
+    with pytest.raises(KeyError, match="shipped models"):
+        pretrained_dir("nonexistent-model")
+    assert "furniture" in PRETRAINED
+
+
+def test_cli_encode_neighbors_interpolate_with_the_shipped_model(tmp_path, real_mesh_paths):
+    store = tmp_path / "store"
+    r = runner.invoke(app, ["encode", *map(str, real_mesh_paths), "--model", "furniture", "--out", str(store)])
+    assert r.exit_code == 0, r.output
+    info = json.loads((store / "store.json").read_text())
+    assert Path(info["model"]["path"]) == pretrained_dir("furniture").resolve()
+    r = runner.invoke(app, ["neighbors", str(real_mesh_paths[0]), "--store", str(store), "-k", "2"])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "interp"
+    args = [str(real_mesh_paths[0]), str(real_mesh_paths[2]), "--model", "furniture", "--out", str(out)]
+    r = runner.invoke(app, ["interpolate", *args, "--steps", "3"])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["steps"]) == 3
