@@ -234,7 +234,9 @@ def summary_markdown(out: Path, records: Sequence[dict[str, Any]], machine: dict
         if r.get("note"):
             lines += [f"Note: {r['note']}.", ""]
         table = r.get("table")
-        if r["status"] == "ok" and table and table.get("columns"):
+        if r["status"] == "ok" and isinstance(table, str):  # a bench that prints its own markdown table
+            lines += [table.strip(), ""]
+        elif r["status"] == "ok" and isinstance(table, dict) and table.get("columns"):
             lines += [markdown_table(table["rows"], table["columns"])]
         if r["status"] == "ok":
             lines += [f"Full results: `{r['json']}`; output: `{r['log']}`.", ""]

@@ -213,3 +213,15 @@ def test_result_without_table_shows_its_flat_rows(run_all, tmp_path):
     )
     assert record["status"] == "ok" and record["table"]["columns"] == ["kind", "ms"]
     assert "| b    | 2.50 |" in run_all.summary_markdown(out, [record], {}, "Benchmarks")
+
+
+def test_summary_embeds_tables_given_as_dicts_or_as_markdown_text(run_all, tmp_path):
+    records = [
+        {"name": "a", "about": "dict table", "status": "ok", "wall_s": 1.0, "json": "a.json", "log": "a.log",
+         "table": {"columns": ["x", "y"], "rows": [{"x": 1, "y": 2}]}},
+        {"name": "b", "about": "text table", "status": "ok", "wall_s": 1.0, "json": "b.json", "log": "b.log",
+         "table": "| p | q |\n|---|---|\n| 3 | 4 |\n"},
+    ]  # fmt: skip
+    md = run_all.summary_markdown(tmp_path, records, {"cpu": "x"}, "Benchmarks")
+    assert "| p | q |" in md and "| 3 | 4 |" in md
+    assert "## a" in md and "## b" in md and "y" in md
