@@ -9,10 +9,12 @@ Builders are library code: they report progress through a callback and never pri
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,13 +235,36 @@ def _item_task(args: tuple[BuildItem, int, SamplingConfig, int]) -> tuple[BuildI
         return item, None, str(exc)
 
 
+def _run_chunk(fn: Callable[[Any], Any], chunk: list[Any]) -> list[Any]:
+    return [fn(t) for t in chunk]
+
+
 def parallel_map(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int) -> Iterator[Any]:
-    """``map`` in a process pool (in order); inline when ``workers <= 1`` or there are few tasks."""
+    """``map`` in a process pool (in order); inline when ``workers <= 1`` or there are few tasks.
+
+    Streaming: tasks are taken from ``tasks`` and submitted a few chunks ahead of the consumer (at most
+    ``4 * workers`` chunks in flight), so a slow consumer never lets results pile up in memory, and
+    ``tasks`` may be a lazy sequence such as a ``range``.
+    """
     if workers <= 1 or len(tasks) < 8:
         yield from map(fn, tasks)
         return
+    chunksize = max(1, min(16, len(tasks) // (workers * 8)))
+    chunks = (list(tasks[i : i + chunksize]) for i in range(0, len(tasks), chunksize))
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(fn, tasks, chunksize=max(1, min(16, len(tasks) // (workers * 8))))
+        pending: deque[Future[list[Any]]] = deque(
+            pool.submit(_run_chunk, fn, c) for c in itertools.islice(chunks, 4 * workers)
+        )
+        try:
+            while pending:
+                done = pending.popleft().result()
+                nxt = next(chunks, None)
+                if nxt is not None:
+                    pending.append(pool.submit(_run_chunk, fn, nxt))
+                yield from done
+        finally:
+            for fut in pending:  # the consumer stopped early (an error, Ctrl-C): drop what has not started
+                fut.cancel()
 
 
 def default_workers(workers: int | None) -> int:

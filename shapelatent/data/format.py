@@ -9,27 +9,34 @@ Layout of a dataset folder::
     build_report.json  what was built and every input that was skipped, with the reason
     provenance.json    config, seed, package version and commit that made it
 
-Arrays are streamed to disk while building (:class:`NpyAppender`), so a build never holds the
-whole dataset in memory. A build is written into ``<out>.partial`` and renamed at the end; an
-existing dataset is never overwritten without ``force``.
+Memory is a few bytes per shape, never per point, building or reading. A build streams arrays (:class:`NpyAppender`)
+and metadata rows (a spool CSV) to disk, keeping an id hash and a split code per shape; reading
+memory-maps the arrays, and :class:`MetadataTable` parses a metadata row only when asked for, keeping 13
+bytes a shape. A build is written into ``<out>.partial`` and renamed at the end; an existing dataset is
+never overwritten without ``force``.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import mmap
+import operator
 import os
 import shutil
+from array import array
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, overload
 
 import numpy as np
 
 from shapelatent.errors import DatasetFormatError, OutputExistsError
-from shapelatent.io.atomic import atomic_write_json, atomic_write_text
+from shapelatent.io.atomic import atomic_write_json
 
 __all__ = [
     "FORMAT_NAME",
@@ -37,9 +44,11 @@ __all__ = [
     "METADATA_COLUMNS",
     "SPLITS",
     "DatasetWriter",
+    "MetadataTable",
     "NpyAppender",
     "ShapeDataset",
     "assign_splits",
+    "split_codes",
 ]
 
 FORMAT_NAME = "shapelatent-dataset"
@@ -47,6 +56,7 @@ FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 METADATA_COLUMNS = ("index", "id", "source", "class", "split", "license", "creator", "extra")
 _HEADER_BYTES = 256  # fixed .npy header length so the final shape can be written in place
+_SEEDED = 255  # split code: no fixed split (the seeded one applies), or an unknown split name when reading
 
 
 class NpyAppender:
@@ -91,11 +101,11 @@ class NpyAppender:
         self._fh.close()
 
 
-def assign_splits(n: int, seed: int, fractions: dict[str, float]) -> list[str]:
-    """Model-level split: a seeded permutation of the N shapes cut by the fractions.
+def split_codes(n: int, seed: int, fractions: dict[str, float]) -> np.ndarray:
+    """Model-level split as compact codes: a seeded permutation of the N shapes cut by the fractions.
 
     Returns:
-        a list of N split names, each in :data:`SPLITS`.
+        (N,) uint8, ``SPLITS[code]`` is the split of each shape; the same as :func:`assign_splits`.
     """
     if set(fractions) - set(SPLITS):
         raise ValueError(f"split fractions must use the names {SPLITS}; got {sorted(fractions)}")
@@ -103,29 +113,47 @@ def assign_splits(n: int, seed: int, fractions: dict[str, float]) -> list[str]:
     if any(f < 0 for f in fractions.values()) or not abs(total - 1.0) < 1e-6:
         raise ValueError(f"split fractions must be >= 0 and sum to 1; got {fractions}")
     order = np.random.default_rng(seed).permutation(n)
-    out = ["train"] * n
+    codes = np.zeros(n, dtype=np.uint8)
     start = 0
-    for name in SPLITS:
+    for code, name in enumerate(SPLITS):
         stop = start + round(fractions.get(name, 0.0) * n) if name != SPLITS[-1] else n
-        for i in order[start:stop]:
-            out[int(i)] = name
+        codes[order[start:stop]] = code
         start = stop
-    return out
+    return codes
+
+
+def assign_splits(n: int, seed: int, fractions: dict[str, float]) -> list[str]:
+    """Model-level split: a seeded permutation of the N shapes cut by the fractions.
+
+    Returns:
+        a list of N split names, each in :data:`SPLITS`.
+    """
+    return [SPLITS[c] for c in split_codes(n, seed, fractions).tolist()]
+
+
+def _id_hash(shape_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(shape_id.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 @dataclass
 class DatasetWriter:
-    """Streams shapes into a new dataset folder.
+    """Streams shapes into a new dataset folder, in memory bounded independently of N.
 
-    Use as a context manager; on success call :meth:`finalize`. Everything is written into
-    ``<out>.partial`` first, and moved onto ``out`` only when complete.
+    Points and normals go straight to ``.npy`` files; metadata rows to a spool CSV on disk. Per shape only
+    9 bytes stay in memory (an id hash for the duplicate check and a split code). Use as a context manager;
+    on success call :meth:`finalize`. Everything is written into ``<out>.partial`` first, and moved onto
+    ``out`` only when complete.
+
+    Attributes:
+        count: shapes added so far.
+        skipped: inputs that could not be used, with the reason.
     """
 
     out: Path
     num_points: int
     force: bool = False
-    rows: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    count: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -140,6 +168,24 @@ class DatasetWriter:
         self.tmp.mkdir(parents=True)
         self._points = NpyAppender(self.tmp / "points.npy", (self.num_points, 3))
         self._normals = NpyAppender(self.tmp / "normals.npy", (self.num_points, 3))
+        self._spool_path = self.tmp / "metadata.spool.csv"
+        self._spool = open(self._spool_path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed in _close
+        self._spool_csv = csv.writer(self._spool, lineterminator="\n")
+        self._spool_csv.writerow(METADATA_COLUMNS)
+        self._hashes = array("Q")  # (N,) 64-bit id hashes: duplicate check without keeping the ids
+        self._fixed = bytearray()  # (N,) fixed split code, _SEEDED when the split is seeded
+        self._bad_splits: set[str] = set()
+        self._classes: Counter[str] = Counter()
+        self._final: Path | None = None
+
+    @property
+    def rows(self) -> MetadataTable:
+        """The metadata rows added so far, read back lazily from disk (after :meth:`finalize`, the final ones)."""
+        if self._final is not None:
+            return MetadataTable(self._final / "metadata.csv")
+        if not self._spool.closed:
+            self._spool.flush()
+        return MetadataTable(self._spool_path)
 
     def add(self, shape_id: str, points: np.ndarray, normals: np.ndarray, **meta: Any) -> None:
         """Add one shape.
@@ -154,68 +200,102 @@ class DatasetWriter:
         self._points.append(points)
         self._normals.append(normals)
         row = {k: meta.pop(k, "") for k in ("source", "class", "license", "creator", "split")}
-        row["id"] = shape_id
-        row["extra"] = json.dumps(meta, sort_keys=True) if meta else ""
-        self.rows.append(row)
+        split = row["split"]
+        if split and split not in SPLITS:
+            self._bad_splits.add(str(split))
+        self._fixed.append(SPLITS.index(split) if split in SPLITS else _SEEDED)
+        extra = json.dumps(meta, sort_keys=True) if meta else ""
+        self._spool_csv.writerow(
+            (self.count, shape_id, row["source"], row["class"], "", row["license"], row["creator"], extra)
+        )
+        self._hashes.append(_id_hash(shape_id))
+        self._classes[row["class"]] += 1
+        self.count += 1
 
     def skip(self, source: str, reason: str) -> None:
         """Record an input that could not be used, with the reason."""
         self.skipped.append({"source": source, "reason": reason})
 
-    def abort(self) -> None:
-        """Drop the partial build."""
+    def _close(self) -> None:
         self._points.close()
         self._normals.close()
+        self._spool.close()
+
+    def abort(self) -> None:
+        """Drop the partial build."""
+        self._close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _duplicate_ids(self) -> list[str]:
+        hashes = np.frombuffer(self._hashes, dtype=np.uint64) if self.count else np.zeros(0, np.uint64)
+        uniq, counts = np.unique(hashes, return_counts=True)
+        suspects = {int(h) for h in uniq[counts > 1]}
+        if not suspects:
+            return []
+        with open(self._spool_path, newline="", encoding="utf-8") as fh:  # only ids whose hash repeats
+            seen = Counter(r["id"] for r in csv.DictReader(fh) if _id_hash(r["id"]) in suspects)
+        return [k for k, v in seen.items() if v > 1]
 
     def finalize(self, info: dict[str, Any], split_seed: int, fractions: dict[str, float]) -> Path:
         """Assign splits, write metadata and ``dataset.json``, and move the folder into place.
 
+        Rows are streamed from the spool into ``metadata.csv``; memory stays bounded independently of N.
+
         Raises:
-            DatasetFormatError: no shape could be built (the report lists why).
+            DatasetFormatError: no shape could be built (the report lists why), duplicate ids, or unknown
+                split names.
         """
-        self._points.close()
-        self._normals.close()
-        report = {"built": len(self.rows), "skipped": self.skipped}
+        self._close()
+        report = {"built": self.count, "skipped": self.skipped}
         atomic_write_json(self.tmp / "build_report.json", report)
-        if not self.rows:
+        if not self.count:
             reasons = "; ".join(f"{s['source']}: {s['reason']}" for s in self.skipped[:5])
             raise DatasetFormatError(
                 f"{self.out}: no shape could be built from the inputs ({len(self.skipped)} skipped: {reasons}). "
                 f"The partial build is in {self.tmp}."
             )
-        ids = [r["id"] for r in self.rows]
-        dupes = [k for k, v in Counter(ids).items() if v > 1]
+        dupes = self._duplicate_ids()
         if dupes:
             raise DatasetFormatError(f"{self.out}: duplicate shape ids {dupes[:5]}; ids must be unique.")
+        if self._bad_splits:
+            raise DatasetFormatError(f"{self.out}: unknown split names {sorted(self._bad_splits)}; allowed: {SPLITS}.")
         # Rows that came with a split (e.g. ModelNet's official one) keep it; the others are split seeded.
-        seeded = assign_splits(len(self.rows), split_seed, fractions)
-        splits = [row.get("split") or s for row, s in zip(self.rows, seeded, strict=True)]
-        bad = sorted({s for s in splits if s not in SPLITS})
-        if bad:
-            raise DatasetFormatError(f"{self.out}: unknown split names {bad}; allowed: {SPLITS}.")
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=METADATA_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for i, (row, split) in enumerate(zip(self.rows, splits, strict=True)):
-            writer.writerow({**row, "index": i, "split": split})
-        atomic_write_text(self.tmp / "metadata.csv", buf.getvalue())
-        classes = Counter(r["class"] for r in self.rows)
+        fixed = np.frombuffer(self._fixed, dtype=np.uint8)
+        codes = np.where(fixed == _SEEDED, split_codes(self.count, split_seed, fractions), fixed)  # (N,)
+        with (
+            open(self._spool_path, newline="", encoding="utf-8") as src,
+            open(self.tmp / "metadata.csv", "w", newline="", encoding="utf-8") as dst,
+        ):
+            reader, writer = csv.reader(src), csv.writer(dst, lineterminator="\n")
+            writer.writerow(next(reader))
+            split_col = METADATA_COLUMNS.index("split")
+            for row, code in zip(reader, codes.tolist(), strict=True):
+                row[split_col] = SPLITS[code]
+                writer.writerow(row)
+            dst.flush()
+            os.fsync(dst.fileno())
+        self._spool_path.unlink()
+        counts = np.bincount(codes, minlength=len(SPLITS))
         full = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
-            "num_shapes": len(self.rows),
+            "num_shapes": self.count,
             "num_points": self.num_points,
             "conventions": {"up": "+Y", "front": "+Z"},
             **info,
-            "split": {"seed": split_seed, "fractions": fractions, "counts": dict(Counter(splits))},
-            "classes": dict(sorted(classes.items())),
+            "split": {
+                "seed": split_seed,
+                "fractions": fractions,
+                "counts": {name: int(c) for name, c in zip(SPLITS, counts, strict=True) if c},
+            },
+            "classes": dict(sorted(self._classes.items())),
             "skipped": len(self.skipped),
         }
         atomic_write_json(self.tmp / "dataset.json", full)
         if self.out.exists():  # only reachable with force=True; the new build is complete
             shutil.rmtree(self.out)
         os.replace(self.tmp, self.out)
+        self._final = self.out
         return self.out
 
     def __enter__(self) -> DatasetWriter:
@@ -224,6 +304,99 @@ class DatasetWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None and self.tmp.exists() and not (self.tmp / "build_report.json").exists():
             self.abort()
+        elif exc_type is not None:
+            self._close()
+
+
+class MetadataTable(Sequence[dict[str, str]]):
+    """``metadata.csv`` read lazily: row i is parsed from disk when asked for.
+
+    Opening scans the file once, keeping only a byte offset, a split code and a class code per row
+    (13 bytes), so memory stays small for millions of shapes and forked data-loader workers share it. The
+    file is memory-mapped read-only (page cache, not anonymous memory); the table pickles without it.
+
+    Attributes:
+        path: the CSV file.
+        columns: the header.
+        split_codes: (N,) uint8, ``SPLITS[code]``, or 255 for a split name not in :data:`SPLITS`.
+        class_codes: (N,) int32 into :attr:`class_names`.
+        class_names: the distinct classes, in order of first appearance.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DatasetFormatError(f"{self.path}: metadata file missing; rebuild the dataset.")
+        offsets, splits, classes = array("q"), bytearray(), array("i")
+        names: dict[str, int] = {}
+        with open(self.path, "rb") as fh:
+            self.columns = next(csv.reader([fh.readline().decode("utf-8")]), [])
+            missing = [c for c in ("id", "split", "class") if c not in self.columns]
+            if missing:
+                raise DatasetFormatError(f"{self.path}: header {self.columns} lacks the columns {missing}.")
+            split_col, class_col = self.columns.index("split"), self.columns.index("class")
+            for n, row in enumerate(csv.reader(_record_lines(fh, offsets)), 1):
+                if len(offsets) != n:  # a stray quote outside a quoted field: not a CSV shapelatent wrote
+                    raise DatasetFormatError(f"{self.path}: row {n} is not valid CSV quoting; rebuild the dataset.")
+                split = row[split_col] if len(row) > split_col else ""
+                splits.append(SPLITS.index(split) if split in SPLITS else _SEEDED)
+                classes.append(names.setdefault(row[class_col] if len(row) > class_col else "", len(names)))
+            self._end = fh.tell()
+        self._offsets = np.frombuffer(offsets, dtype=np.int64) if offsets else np.zeros(0, np.int64)
+        self.split_codes = np.frombuffer(splits, dtype=np.uint8) if splits else np.zeros(0, np.uint8)
+        self.class_codes = np.frombuffer(classes, dtype=np.int32) if classes else np.zeros(0, np.int32)
+        self.class_names = list(names)
+        self._map: mmap.mmap | None = None
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def _row(self, i: int) -> dict[str, str]:
+        if self._map is None:
+            with open(self.path, "rb") as fh:
+                self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        stop = int(self._offsets[i + 1]) if i + 1 < len(self) else self._end
+        text = self._map[int(self._offsets[i]) : stop].decode("utf-8")
+        return dict(zip(self.columns, next(csv.reader(io.StringIO(text, newline=""))), strict=False))
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, str]: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[dict[str, str]]: ...
+
+    def __getitem__(self, i: int | slice) -> dict[str, str] | list[dict[str, str]]:
+        """Row ``i`` as a dict of the columns (a slice gives a list of them)."""
+        if isinstance(i, slice):
+            return [self._row(j) for j in range(*i.indices(len(self)))]
+        j = operator.index(i)
+        if not -len(self) <= j < len(self):
+            raise IndexError(f"{self.path}: row {i} out of range for {len(self)} rows")
+        return self._row(j % len(self))
+
+    def __iter__(self) -> Iterator[dict[str, str]]:
+        """Stream the rows in order (sequential read, nothing kept)."""
+        with open(self.path, newline="", encoding="utf-8") as fh:
+            yield from csv.DictReader(fh)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_map": None}
+
+
+def _record_lines(fh: BinaryIO, offsets: array) -> Iterator[str]:
+    """Yield the decoded lines of a CSV body, appending the byte offset of each record's first line.
+
+    A line starts a record when the quotes before it are balanced (``csv`` doubles quotes inside fields).
+    """
+    pos, quotes = fh.tell(), 0
+    for line in fh:
+        if quotes % 2 == 0:
+            if line in (b"\n", b"\r\n"):  # a blank line between records: csv skips it
+                pos += len(line)
+                continue
+            offsets.append(pos)
+        quotes += line.count(b'"')
+        pos += len(line)
+        yield line.decode("utf-8")
 
 
 class ShapeDataset:
@@ -234,7 +407,7 @@ class ShapeDataset:
         info: the parsed ``dataset.json``.
         points: (N, P, 3) float32 memmap.
         normals: (N, P, 3) float32 memmap.
-        meta: N dicts with the metadata columns.
+        meta: the N metadata rows (:class:`MetadataTable`: ``meta[i]`` is a dict of the columns, read lazily).
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -263,8 +436,7 @@ class ShapeDataset:
             self.normals = np.load(self.root / "normals.npy", mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise DatasetFormatError(f"{self.root}: points.npy/normals.npy missing or unreadable ({exc}).") from exc
-        with open(self.root / "metadata.csv", newline="", encoding="utf-8") as fh:
-            self.meta = list(csv.DictReader(fh))
+        self.meta = MetadataTable(self.root / "metadata.csv")
         n, p = self.info["num_shapes"], self.info["num_points"]
         for name, arr in (("points.npy", self.points), ("normals.npy", self.normals)):
             if arr.shape != (n, p, 3) or arr.dtype != np.float32:
@@ -289,8 +461,9 @@ class ShapeDataset:
             return np.arange(len(self), dtype=np.int64)
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}; got {split!r}")
-        return np.array([i for i, m in enumerate(self.meta) if m["split"] == split], dtype=np.int64)
+        return np.flatnonzero(self.meta.split_codes == SPLITS.index(split)).astype(np.int64)
 
     def classes(self) -> list[str]:
         """The class of every shape, in index order."""
-        return [m["class"] for m in self.meta]
+        names = self.meta.class_names
+        return [names[c] for c in self.meta.class_codes.tolist()]

@@ -71,9 +71,10 @@ def decode_codes(loaded: LoadedModel, codes: np.ndarray) -> tuple[np.ndarray, np
         points (S, P, 3) float32 and normals (S, P, 3) float32 (None when the model does not predict them).
     """
     model = loaded.model.eval()
-    out = model.decode(torch.as_tensor(np.asarray(codes, dtype=np.float32)))
-    normals = out.normals.numpy() if out.normals is not None else None
-    return out.points.numpy(), normals
+    device = next(model.parameters()).device  # the model may have been moved to a GPU
+    out = model.decode(torch.as_tensor(np.asarray(codes, dtype=np.float32), device=device))
+    normals = out.normals.cpu().numpy() if out.normals is not None else None
+    return out.points.cpu().numpy(), normals
 
 
 def write_shapes(

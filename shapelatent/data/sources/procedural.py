@@ -28,9 +28,10 @@ __all__ = ["build_procedural"]
 class _ChairTask:
     families: tuple[str, ...]
     cfg: SamplingConfig
+    seed: int
 
-    def __call__(self, args: tuple[int, int]) -> tuple[str, SampledCloud, dict[str, Any]]:
-        index, cseed = args
+    def __call__(self, index: int) -> tuple[str, SampledCloud, dict[str, Any]]:
+        cseed = chair_seed(self.seed, index)
         chair = generate_chair(cseed, self.families[index % len(self.families)])
         cloud = sample_surface(
             chair.mesh, self.cfg.num_points, seed=self.cfg.seed + index, oversample=self.cfg.oversample
@@ -72,10 +73,9 @@ def build_procedural(
         raise ValueError(f"unknown chair families {unknown}; choose from {', '.join(FAMILIES)}")
     cfg = sampling or SamplingConfig(seed=seed)
     fractions = split_fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
-    tasks = [(i, chair_seed(seed, i)) for i in range(count)]
     with DatasetWriter(Path(out), cfg.num_points, force=force) as writer:
         for i, (family, cloud, extra) in enumerate(
-            parallel_map(_ChairTask(fams, cfg), tasks, default_workers(workers))
+            parallel_map(_ChairTask(fams, cfg, seed), range(count), default_workers(workers))  # lazy tasks
         ):
             writer.add(
                 f"chair_{i:06d}",
