@@ -63,6 +63,21 @@ def _run_config(config: Path | None, overrides: dict[str, dict[str, Any]]):
     return base.with_overrides(model=overrides["model"], train=overrides["train"])
 
 
+def _stored_epochs(out: Path) -> int | None:
+    """The epoch count recorded in OUT's last checkpoint (header only), or None if it cannot be read."""
+    import json
+
+    from safetensors import safe_open
+
+    path = out / "checkpoints" / "last.safetensors"
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        return int(json.loads(meta["config"])["run"]["train"]["epochs"])
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError):
+        return None  # train() reports a missing or foreign checkpoint with its own message
+
+
 def _train_with_progress(data: Path, out: Path, cfg, resume: bool, force: bool):
     from shapelatent.train.loop import train
 
@@ -130,6 +145,8 @@ def train_cmd(
         except ValueError:
             raise ValueError(f"--scale-aug must be 'low,high' (two numbers); got {scale_aug!r}") from None
         scale = (lo, hi)
+    if resume and epochs is None and config is None:
+        epochs = _stored_epochs(out)  # a bare --resume finishes the run as planned (not the default epoch count)
     cfg = _run_config(
         config,
         {

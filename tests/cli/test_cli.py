@@ -41,6 +41,10 @@ def test_build_info_train_flow(tmp_path):
     _fails(["train", "--data", data, "--out", run, "--epochs", 2], "pass --resume")
     _ok(["train", "--data", data, "--out", run, "--epochs", 3, "--resume"])
     assert json.loads((run / "metrics.json").read_text())["epochs_done"] == 3
+    # A bare --resume keeps the run's own epoch count (it used to fall back to the default of 100).
+    _ok(["train", "--data", data, "--out", run, "--resume"])
+    assert json.loads((run / "metrics.json").read_text())["epochs_done"] == 3
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
 
 
 def test_bad_inputs_have_clear_messages(tmp_path):
