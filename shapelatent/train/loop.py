@@ -38,7 +38,7 @@ from shapelatent.ops.chamfer import chamfer_distance
 from shapelatent.provenance import provenance
 from shapelatent.train.checkpoint import load_checkpoint, save_checkpoint
 from shapelatent.train.config import RunConfig
-from shapelatent.train.data import NpyRows, TrainLoader, split_batch
+from shapelatent.train.data import NpyRows, TrainLoader, release_freed_heap, split_batch
 from shapelatent.train.distributed import DistContext, check_batch_size, env_ranks, init_distributed, wrap_model
 from shapelatent.viz.figures import plot_loss_curve
 
@@ -182,7 +182,9 @@ def evaluate_chamfer(
 def _evaluate(ctx: DistContext, model: PointCloudAutoencoder, ds: ShapeDataset, idx: np.ndarray, backend: str):
     """evaluate_chamfer on this rank's shard of ``idx``, gathered in order on every rank: (M,) float64."""
     lo, hi = split_batch(len(idx), ctx.rank, ctx.world_size)
-    return ctx.gather_concat(evaluate_chamfer(model, ds, idx[lo:hi], ctx.device, backend=backend))
+    out = ctx.gather_concat(evaluate_chamfer(model, ds, idx[lo:hi], ctx.device, backend=backend))
+    release_freed_heap()  # evaluation batches leave freed heap behind; keep the trainer's RSS flat
+    return out
 
 
 def _read_history(path: Path, upto_epoch: int) -> list[dict[str, Any]]:
