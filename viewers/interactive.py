@@ -253,7 +253,9 @@ class _Window:
         if self.shot_dir is None:
             return
         path = self.shot_dir / f"{self.shots:03d}_{action}.png"
-        self.vis.capture_screen_image(str(path), do_render=True)
+        tmp = self.shot_dir / f".{path.stem}.tmp.png"  # written whole, then renamed: readers never see half a PNG
+        self.vis.capture_screen_image(str(tmp), do_render=True)
+        os.replace(tmp, path)
         self.shots += 1
         logger.debug("saved %s", path)
 

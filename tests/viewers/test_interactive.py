@@ -176,7 +176,7 @@ class _Viewer:
                     with Image.open(hits[0]) as im:
                         im.load()
                     return hits[0]
-                except OSError:
+                except (OSError, SyntaxError):  # PIL raises SyntaxError on a truncated PNG chunk
                     pass  # still being written
             if self.proc.poll() is not None:
                 pytest.fail(f"the viewer exited early: {self.output()}")
