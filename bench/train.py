@@ -29,7 +29,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import sys
 import time
@@ -44,8 +43,9 @@ from shapelatent.data.normalize import Normalization
 from shapelatent.data.procedural import generate_chair
 from shapelatent.data.sampling import sample_surface
 from shapelatent.models.pointnet import ModelConfig, PointCloudAutoencoder
-from shapelatent.ops.chamfer import _resolve_backend, chamfer_distance
+from shapelatent.ops.chamfer import _resolve_backend
 from shapelatent.train.config import TrainConfig
+from shapelatent.train.loop import forward_loss, resolve_amp_dtype
 
 SWEEP = (50, 128, 256, 512, 1024, 2048, 4096)
 COLUMNS = ["device", "P", "B", "amp", "backend", "step ms", "shapes/s", "peak MiB", "status"]
@@ -103,9 +103,7 @@ def time_training(
             if device.type == "cuda":  # the loop's loader pins its batches for CUDA
                 host = host.pin_memory()
             x = host.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            out = model(x)
-        loss = chamfer_distance(out.points.float(), x, reduction="mean", backend=backend).loss
+        loss, _ = forward_loss(model, x, None, amp_dtype, backend=backend)  # the training loop's own forward
         optimizer.zero_grad(set_to_none=True)
         if scaler is None:
             loss.backward()
@@ -152,22 +150,9 @@ def _default_steps(cuda: bool, quick: bool) -> tuple[int, int]:
 
 def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
     """Every (device, P, amp, batch size) row of the command line; see the module docstring."""
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    notes = []
-    resolve_amp = None
-    if "amp" not in fields:
-        notes.append("TrainConfig has no 'amp' field: no mixed-precision rows.")
-    elif not args.amp:
+    notes = ["TrainConfig.workers does not apply: the clouds are in memory, no loader runs."]
+    if not args.amp:
         notes.append("mixed precision not timed (pass --amp).")
-    else:
-        try:
-            from shapelatent.train.loop import resolve_amp_dtype as resolve_amp
-        except ImportError:
-            notes.append("shapelatent.train.loop has no resolve_amp_dtype: no mixed-precision rows.")
-    if "workers" not in fields:
-        notes.append("TrainConfig has no 'workers' field (not used here anyway: the clouds are in memory).")
-    else:
-        notes.append("TrainConfig.workers does not apply: the clouds are in memory, no loader runs.")
     backend_name = TrainConfig().chamfer_backend
     rows: list[dict[str, Any]] = []
     pools: dict[int, np.ndarray] = {}
@@ -175,10 +160,9 @@ def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
         device = torch.device(dev_name)
         backend = _resolve_backend(backend_name, device)
         amps: list[torch.dtype | None] = [None]
-        if resolve_amp is not None:
-            amp_dtype = getattr(TrainConfig(), "amp_dtype", "auto")
+        if args.amp:
             try:
-                amps.append(resolve_amp(True, amp_dtype, device))
+                amps.append(resolve_amp_dtype(True, TrainConfig().amp_dtype, device))
             except ValueError as exc:
                 notes.append(f"no mixed-precision rows on {dev_name}: {exc}")
         batches = SWEEP if args.sweep and device.type == "cuda" else args.batch_size
@@ -223,7 +207,7 @@ def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
         ok = [r for r in rows if (r["device"], r["P"]) == key and r["status"] == "ok"]
         if ok:
             best.append(max(ok, key=lambda r: r["shapes/s"]))
-    return {"rows": rows, "best": best, "notes": notes, "train_config_fields": sorted(fields)}
+    return {"rows": rows, "best": best, "notes": notes}
 
 
 def main(argv: list[str] | None = None) -> int:

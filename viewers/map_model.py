@@ -33,17 +33,21 @@ SHAPE_SCALE = 0.6  # shapes come normalised to the unit sphere; panels are 1.2 u
 
 
 def class_palette(classes: Sequence[str]) -> dict[str, tuple[float, float, float]]:
-    """``{class: (r, g, b)}`` in [0, 1] for class names (repeats allowed): the sorted names take ``tab10`` in order
-    (``tab20`` past 10 classes, cycling past 20); '' and 'other' are grey."""
-    import matplotlib
+    """``{class: (r, g, b)}`` in [0, 1] for class names (repeats allowed): the colours of the 2-D map
+    (:func:`shapelatent.viz.latentmap.class_colours`: sorted names take its palette in order), so a class has the
+    same colour in ``shapelatent map`` and in the viewer; '' and 'other' are grey."""
+    from matplotlib.colors import to_rgb
 
-    names = sorted({str(c) for c in classes} - set(GREY_CLASSES))
-    cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
-    if len(names) > cmap.N:
-        logger.warning("%d classes but %d palette colours: colours repeat", len(names), cmap.N)
-    colors = {n: tuple(float(c) for c in cmap(i % cmap.N)[:3]) for i, n in enumerate(names)}
-    colors.update({g: GREY for g in GREY_CLASSES if g in set(classes)})
-    return colors  # type: ignore[return-value]
+    from shapelatent.viz.latentmap import PALETTE, class_colours
+
+    present = {str(c) for c in classes}
+    names = sorted(present - set(GREY_CLASSES))
+    if len(names) > len(PALETTE):
+        logger.warning("%d classes but %d palette colours: colours repeat", len(names), len(PALETTE))
+    table = class_colours(names)
+    colors = {n: to_rgb(table[n][0]) for n in names}
+    colors.update({g: GREY for g in GREY_CLASSES if g in present})
+    return colors
 
 
 @dataclass(frozen=True)
@@ -75,20 +79,10 @@ class MapPCA:
 
 def fit_map_pca(codes: np.ndarray) -> MapPCA:
     """Fit :class:`MapPCA` on (N, Z) float codes, N >= 2 and finite (else ValueError naming the fix)."""
+    from shapelatent.latent.project import fit_pca
+
+    mean, axes, explained = fit_pca(codes, 3)  # (Z,), (3, Z), (3,)
     x = np.asarray(codes, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 1:
-        raise ValueError(f"a latent map needs codes of shape (N, Z) with N >= 2; got {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError("codes contain NaN or inf; re-encode the store.")
-    mean = x.mean(axis=0)
-    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
-    axes = vt[:3]  # (<=3, Z)
-    signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])
-    axes = axes * np.where(signs == 0, 1.0, signs)[:, None]
-    var = s**2
-    explained = var[:3] / var.sum() if var.sum() > 0 else np.zeros(len(axes))
-    axes = np.pad(axes, ((0, 3 - len(axes)), (0, 0)))  # (3, Z)
-    explained = np.pad(explained, (0, 3 - len(explained)))
     proj = (x - mean) @ axes.T  # (N, 3)
     lo, hi = proj.min(axis=0), proj.max(axis=0)
     half = float((hi - lo).max()) / 2

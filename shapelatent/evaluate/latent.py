@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 class _CodeSet:
-    """Codes and classes shaped like a :class:`~shapelatent.latent.store.LatentStore` for ``runs._classify``."""
+    """Codes and classes shaped like a :class:`~shapelatent.latent.store.LatentStore` for ``runs.classify_points``."""
 
     def __init__(self, codes: np.ndarray, classes: Sequence[str]) -> None:
         self.codes = np.asarray(codes, dtype=np.float32)
@@ -140,7 +140,7 @@ def interpolation_consistency(
 
     For each pair, the linear path of ``steps`` codes (endpoints included) is decoded, re-encoded and classified
     by a vote of its k nearest reference codes, exactly as ``shapelatent interpolate --store`` does
-    (:func:`shapelatent.latent.runs._classify`); the pair's consistency is the share of steps given the
+    (:func:`shapelatent.latent.runs.classify_points`); the pair's consistency is the share of steps given the
     endpoints' class.
 
     Args:
@@ -151,7 +151,7 @@ def interpolation_consistency(
         ``{"value" (mean over pairs), "pairs", "steps", "k", "per_pair": [{"a", "b", "class", "consistency"}]}``
         or ``{"skipped": reason, ...}``.
     """
-    from shapelatent.latent.runs import _classify
+    from shapelatent.latent.runs import classify_points
 
     out: dict[str, Any] = {"steps": steps, "k": k, "reference": f"{len(ref_classes)} training codes"}
     if _unlabelled(classes) or _unlabelled(ref_classes):
@@ -166,7 +166,7 @@ def interpolation_consistency(
     for a, b in pairs:
         path = latent_path([codes[a], codes[b]], steps)
         points, _ = decode_codes(loaded, path.codes)
-        predicted = _classify(loaded, ref, points, k=k)
+        predicted = classify_points(loaded, ref, points, k=k)
         share = sum(p == classes[a] for p in predicted) / len(predicted)
         rows.append({"a": int(a), "b": int(b), "class": classes[a], "consistency": float(share)})
     return {**out, "pairs": len(rows), "value": float(np.mean([r["consistency"] for r in rows])), "per_pair": rows}
@@ -184,9 +184,9 @@ def sample_titles(
     Returns:
         S titles; ``#i`` alone when the reference shapes are unlabelled.
     """
-    from shapelatent.latent.runs import _classify
+    from shapelatent.latent.runs import classify_points
 
     if not len(clouds) or _unlabelled(classes):
         return [f"#{i}" for i in range(len(clouds))]
-    predicted = _classify(loaded, _CodeSet(codes, classes), clouds, k=k) or [""] * len(clouds)
+    predicted = classify_points(loaded, _CodeSet(codes, classes), clouds, k=k) or [""] * len(clouds)
     return [f"#{i} ({c})" for i, c in enumerate(predicted)]

@@ -25,7 +25,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["METHODS", "Projection", "Separation", "class_separation", "project_codes", "subsample"]
+__all__ = ["METHODS", "Projection", "Separation", "class_separation", "fit_pca", "project_codes", "subsample"]
 
 METHODS = ("pca", "tsne", "umap")
 
@@ -89,26 +89,33 @@ def subsample(n: int, max_points: int | None, seed: int) -> np.ndarray:
 def _check_codes(codes: np.ndarray) -> np.ndarray:
     x = np.asarray(codes, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 1:
-        raise ValueError(f"codes must be (N, Z) with N >= 2; got shape {x.shape}")
+        raise ValueError(f"codes must be of shape (N, Z) with N >= 2; got {x.shape}")
     if not np.isfinite(x).all():
         raise ValueError("codes contain NaN or inf; re-encode the store.")
     return x
 
 
-def _pca(x: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
-    xc = x - x.mean(axis=0, keepdims=True)
-    _, s, vt = np.linalg.svd(xc, full_matrices=False)
-    axes = vt[:dims]  # (D, Z)
-    # Deterministic signs: the largest-magnitude loading of each axis is positive.
+def fit_pca(codes: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Principal axes of codes, with the sign convention every map here uses (each axis's largest loading > 0).
+
+    Args:
+        codes: (N, Z) float codes, N >= 2, finite.
+        dims: number of axes D.
+
+    Returns:
+        mean (Z,) float64; axes (D, Z) float64 orthonormal rows (zero rows when Z < D); explained (D,) float64
+        fraction of the variance along each axis.
+    """
+    x = _check_codes(codes)
+    mean = x.mean(axis=0)
+    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+    axes = vt[:dims]  # (<=D, Z)
     signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])
     axes = axes * np.where(signs == 0, 1.0, signs)[:, None]
-    coords = xc @ axes.T  # (N, D)
     var = s**2
     explained = var[:dims] / var.sum() if var.sum() > 0 else np.zeros(len(axes))
-    if coords.shape[1] < dims:  # fewer latent dimensions than map dimensions
-        coords = np.pad(coords, ((0, 0), (0, dims - coords.shape[1])))
-        explained = np.pad(explained, (0, dims - len(explained)))
-    return coords, explained
+    pad = dims - len(axes)  # fewer latent dimensions than map dimensions
+    return mean, np.pad(axes, ((0, pad), (0, 0))), np.pad(explained, (0, pad))
 
 
 def project_codes(
@@ -147,7 +154,8 @@ def project_codes(
     x = x[keep]
     explained = None
     if method == "pca":
-        coords, explained = _pca(x, dims)
+        mean, axes, explained = fit_pca(x, dims)
+        coords = (x - mean) @ axes.T  # (N', D)
     elif method == "tsne":
         from sklearn.manifold import TSNE
 

@@ -28,7 +28,7 @@ from shapelatent.viz.meshplot import render_mesh_grid
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_arithmetic", "run_interpolation", "run_sampling"]
+__all__ = ["classify_points", "run_arithmetic", "run_interpolation", "run_sampling"]
 
 
 def _prepare_out(out: str | os.PathLike[str], force: bool) -> Path:
@@ -54,8 +54,9 @@ def _pictures(
     return pics
 
 
-def _classify(loaded: LoadedModel, store: LatentStore | None, points: np.ndarray, k: int = 5) -> list[str] | None:
-    """Class of each decoded cloud by re-encoding it and voting among its k nearest store codes."""
+def classify_points(loaded: LoadedModel, store: LatentStore | None, points: np.ndarray, k: int = 5) -> list[str] | None:
+    """Class of each (B, P, 3) decoded cloud by re-encoding it and voting among its k nearest store codes
+    (None when the store is missing or unlabelled)."""
     if store is None or not any(store.classes):
         return None
     from shapelatent.latent.retrieval import knn_classify
@@ -99,7 +100,7 @@ def run_interpolation(
     points, normals = decode_codes(loaded, path.codes)
     names = [f"step_{i:02d}" for i in range(len(path.codes))]
     rows = write_shapes(out_dir, names, points, normals, mesher=mesher, mesh_format=mesh_format, seed=seed)
-    predicted = _classify(loaded, store, points)
+    predicted = classify_points(loaded, store, points)
     for i, row in enumerate(rows):
         row.update(step=i, segment=int(path.segment[i]), t=round(float(path.t[i]), 6), code=path.codes[i].tolist())
         if predicted is not None:
@@ -182,7 +183,7 @@ def run_sampling(
     points, normals = decode_codes(loaded, codes)
     names = [f"sample_{i:02d}" for i in range(n)]
     rows = write_shapes(out_dir, names, points, normals, mesher=mesher, mesh_format=mesh_format, seed=seed)
-    predicted = _classify(loaded, store, points)
+    predicted = classify_points(loaded, store, points)
     for i, row in enumerate(rows):
         row.update(index=i, code=codes[i].tolist())
         if predicted is not None:
@@ -242,7 +243,7 @@ def run_arithmetic(
     names = [f"term_{i}" for i in range(len(terms))] + ["result"]
     rows = write_shapes(out_dir, names, points, normals, mesher=mesher, mesh_format=mesh_format, seed=seed)
     titles = [("−" if t.sign < 0 else "+" if i else "") + t.name for i, t in enumerate(terms)] + ["= result"]
-    predicted = _classify(loaded, store, points)
+    predicted = classify_points(loaded, store, points)
     for i, row in enumerate(rows):
         row["code"] = codes[i].tolist()
         if predicted is not None:
