@@ -57,7 +57,7 @@ from shapelatent.meshing import (
     orient_normals,
     reconstruct_mesh,
 )
-from shapelatent.viz.meshplot import render_mesh_grid
+from viewers.render import render_views
 
 CASES = ("true", "flipped", "estimated")
 
@@ -226,9 +226,7 @@ def render_figure(args: argparse.Namespace) -> Path:
             result = reconstruct_mesh(norm.points, inputs[case], config, seed=shape_seed)
             meshes.append(trimesh.Trimesh(result.vertices, result.faces, process=False))
             titles.append(title)
-    return render_mesh_grid(
-        meshes, titles, args.figure, ncols=len(FIGURE_COLUMNS) + 1, panel_size=1.7, dpi=90, subdivide=0
-    )
+    return render_views(meshes, args.figure, titles=titles, ncols=len(FIGURE_COLUMNS) + 1, size=(160, 160), mode="mesh")
 
 
 def print_table(summary: list[dict], args: argparse.Namespace) -> None:

@@ -128,7 +128,7 @@ def _index_bytes(idx: NeighborIndex) -> int:
     import faiss
 
     writer = faiss.VectorIOWriter()
-    faiss.write_index(idx._faiss_index, writer)
+    faiss.write_index(idx._faiss_index.native, writer)
     return int(writer.data.size())
 
 

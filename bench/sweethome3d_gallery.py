@@ -1,9 +1,9 @@
-"""Draw a few items of every Sweet Home 3D class as flat-shaded meshes (Y up, front +Z) into one PNG.
+"""Draw a few items of every Sweet Home 3D class as shaded meshes (Y up, front +Z) into one PNG (viewers' renderer).
 
 Each mesh is read from the library exactly as the dataset build reads it (safe extraction, geometry only)
 and rotated by its ``modelRotation`` (v' = M v), so the picture shows the orientation the dataset has.
 Items are taken in catalogue order, alternating between libraries, skipping meshes with more than
-``--max-faces`` faces (matplotlib draws every face). Also prints, for every drawn item, how the rotated
+``--max-faces`` faces. Also prints, for every drawn item, how the rotated
 mesh's proportions compare with the catalogue's width x height x depth.
 
 Example::
@@ -25,7 +25,7 @@ import numpy as np
 
 from shapelatent.data.sources.sweethome3d import CLASSES, extract_models, find_archives, read_catalog
 from shapelatent.io.meshes import read_mesh
-from shapelatent.viz.meshplot import render_mesh_grid
+from viewers.render import render_views
 
 DEFAULT_DIRS = ("/usr/share/sweethome3d/furniture", "/tmp/sh3d/x/usr/share/sweethome3d/furniture")
 
@@ -38,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--classes", default=",".join(c for c in CLASSES if c != "other"))
     ap.add_argument("--max-faces", type=int, default=40_000)
     ap.add_argument("--ncols", type=int, default=8)
-    ap.add_argument("--panel-size", type=float, default=2.1)
-    ap.add_argument("--dpi", type=int, default=80)
+    ap.add_argument("--size", type=int, default=192, help="panel width and height in pixels")
     args = ap.parse_args(argv)
 
     paths = args.paths or [d for d in DEFAULT_DIRS if Path(d).is_dir()][:1]
@@ -77,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 meshes.append(mesh)
                 titles.append(f"{cls} · {it.name}"[:24])
                 taken += 1
-    path = render_mesh_grid(meshes, titles, args.out, ncols=args.ncols, panel_size=args.panel_size, dpi=args.dpi)
+    path = render_views(meshes, args.out, titles=titles, ncols=args.ncols, size=(args.size, args.size), mode="mesh")
     print(f"wrote {path} ({path.stat().st_size // 1024} KiB, {len(meshes)} meshes) in {time.perf_counter() - t0:.1f} s")
     return 0
 

@@ -45,3 +45,8 @@ class ArchiveError(ShapelatentError, ValueError):
 
 class MeshingError(ShapelatentError, ValueError):
     """A point cloud that cannot be turned into a mesh: too few, non-finite or degenerate points, or an empty result."""
+
+
+class WindingNumberError(ShapelatentError, ValueError):
+    """A mesh whose generalized winding numbers are meaningless (no faces, non-finite vertices, zero area),
+    so no inside/outside labels can be computed for it."""

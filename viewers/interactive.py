@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,9 +25,18 @@ from typing import Any
 
 import numpy as np
 
-from shapelatent.errors import ShapelatentError
+from viewers.window import (  # the window and its display check, re-exported here
+    NO_DISPLAY_MESSAGE,
+    SCREENSHOT_ENV,
+    NoDisplayError,
+    Window,
+    colormap,
+    display_available,
+    text_mesh,
+)
 
 __all__ = [
+    "NO_DISPLAY_MESSAGE",
     "SCREENSHOT_ENV",
     "NoDisplayError",
     "Panel",
@@ -41,24 +49,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCREENSHOT_ENV = "SHAPELATENT_VIEW_SCREENSHOTS"
-MODES = ("both", "points", "mesh")
-# GLFW key codes, as VisualizerWithKeyCallback.register_key_callback expects them.
-KEY_SPACE, KEY_M, KEY_N, KEY_P, KEY_Q = 32, 77, 78, 80, 81
-KEY_ESCAPE, KEY_RIGHT, KEY_LEFT = 256, 262, 263
+# GLFW key codes, as VisualizerWithKeyCallback.register_key_callback expects them (Q and Escape: viewers.window).
+KEY_SPACE, KEY_M, KEY_N, KEY_P = 32, 77, 78, 80
+KEY_RIGHT, KEY_LEFT = 262, 263
 PLAY_INTERVAL_S = 0.6
-TEXT_HEIGHT = 0.06  # scene units per text line; shapes are normalised to the unit sphere
-
-
-class NoDisplayError(ShapelatentError, RuntimeError):
-    """No display server to open a window on."""
-
-
-NO_DISPLAY_MESSAGE = (
-    "no display to open the viewer window on (DISPLAY is not set); run `shapelatent view` on a desktop or under "
-    "`xvfb-run -s '-screen 0 1280x800x24' shapelatent view ...`; for pictures without a display use "
-    "`shapelatent render`."
-)
 
 
 @dataclass
@@ -82,20 +76,6 @@ class Panel:
     @property
     def has_mesh(self) -> bool:
         return self.mesh_faces is not None and len(self.mesh_faces) > 0
-
-
-def display_available() -> bool:
-    """Whether a window can be opened: always on macOS/Windows, on Linux when DISPLAY or WAYLAND_DISPLAY is set."""
-    if not sys.platform.startswith("linux"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def _colormap(t: float) -> tuple[float, float, float]:
-    import matplotlib
-
-    r, g, b, _ = matplotlib.colormaps["viridis"](float(np.clip(t, 0.0, 1.0)))
-    return (float(r), float(g), float(b))
 
 
 def _read_shape(path: Path) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
@@ -127,6 +107,8 @@ def _ply_has_faces(path: Path) -> bool:
 def _normalize(points: np.ndarray | None, vertices: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Centre on the bounding box and scale into the unit sphere (mesh and points together)."""
     ref = vertices if vertices is not None else points
+    if ref is None:
+        raise ValueError("a shape needs points or mesh vertices; got neither")
     lo, hi = ref.min(axis=0), ref.max(axis=0)
     center = (lo + hi) / 2
     radius = float(np.linalg.norm(ref - center, axis=1).max()) or 1.0
@@ -168,7 +150,7 @@ def load_interpolation(folder: str | os.PathLike[str]) -> list[Panel]:
         seg = int(step.get("segment", 0))
         ends = f" ({shapes[seg]} ... {shapes[seg + 1]})" if seg + 1 < len(shapes) else ""
         label = f"step {i + 1}/{len(steps)} t={t:.2f}{ends}"
-        panels.append(Panel(points, verts, faces, _colormap(t), label))
+        panels.append(Panel(points, verts, faces, colormap(t), label))
     return panels
 
 
@@ -176,12 +158,13 @@ def _o3d_geometries(panel: Panel, mode: str, offset: np.ndarray, text_at: np.nda
     """Open3D shapes (mesh and/or points, moved by ``offset`` (3,)) and the label (top centre at ``text_at``)."""
     import open3d as o3d
 
-    out = []
+    out: list[Any] = []
     color = np.asarray(panel.color)
-    if panel.has_mesh and mode in ("both", "mesh"):
+    verts, faces = panel.mesh_vertices, panel.mesh_faces
+    if panel.has_mesh and verts is not None and faces is not None and mode in ("both", "mesh"):
         mesh = o3d.geometry.TriangleMesh(
-            o3d.utility.Vector3dVector(panel.mesh_vertices.astype(np.float64) + offset),
-            o3d.utility.Vector3iVector(panel.mesh_faces.astype(np.int32)),
+            o3d.utility.Vector3dVector(verts.astype(np.float64) + offset),
+            o3d.utility.Vector3iVector(faces.astype(np.int32)),
         )
         mesh.compute_vertex_normals()
         mesh.paint_uniform_color(0.45 * color + 0.55)  # lighter than the points, so both read when overlaid
@@ -191,96 +174,8 @@ def _o3d_geometries(panel: Panel, mode: str, offset: np.ndarray, text_at: np.nda
         pcd.paint_uniform_color(0.8 * color)
         out.append(pcd)
     if panel.label:
-        out.append(_text_mesh(panel.label, text_at))
+        out.append(text_mesh(panel.label, text_at))
     return out
-
-
-def _text_mesh(text: str, center: np.ndarray) -> Any:
-    """Flat dark text in the xy plane, centred on ``center`` (x) and hanging below it (y)."""
-    import open3d as o3d
-
-    mesh = o3d.t.geometry.TriangleMesh.create_text(text, depth=0.0).to_legacy()
-    v = np.asarray(mesh.vertices)
-    if len(v) == 0:
-        return mesh
-    s = TEXT_HEIGHT / 14.0  # create_text draws glyphs about 14 units tall
-    v = (v - [(v[:, 0].min() + v[:, 0].max()) / 2, v[:, 1].max(), 0.0]) * s + center
-    mesh.vertices = o3d.utility.Vector3dVector(v)
-    mesh.compute_vertex_normals()
-    mesh.paint_uniform_color([0.1, 0.1, 0.1])
-    return mesh
-
-
-class _Window:
-    """One legacy Open3D window showing a list of panels, several at a time or one at a time."""
-
-    def __init__(self, title: str, screenshot_dir: str | os.PathLike[str] | None, width: int, height: int) -> None:
-        import open3d as o3d
-
-        if not display_available():
-            raise NoDisplayError(NO_DISPLAY_MESSAGE)
-        self.vis = o3d.visualization.VisualizerWithKeyCallback()
-        if not self.vis.create_window(window_name=title, width=width, height=height):
-            raise NoDisplayError(
-                f"Open3D could not open a window on DISPLAY={os.environ.get('DISPLAY')!r}; "
-                + NO_DISPLAY_MESSAGE.split("; ", 1)[1]
-            )
-        opt = self.vis.get_render_option()
-        opt.background_color = np.array([1.0, 1.0, 1.0])
-        opt.point_size = 4.0
-        opt.mesh_show_back_face = True
-        shots = screenshot_dir or os.environ.get(SCREENSHOT_ENV)
-        self.shot_dir = Path(shots) if shots else None
-        if self.shot_dir is not None:
-            self.shot_dir.mkdir(parents=True, exist_ok=True)
-        self.shots = 0
-        self.mode = "both"
-        self.first = True
-
-    def show(self, geometries: list[Any]) -> None:
-        """Replace what is drawn; the first call frames the camera on it (later ones keep the camera)."""
-        self.vis.clear_geometries()
-        for g in geometries:
-            self.vis.add_geometry(g, reset_bounding_box=self.first)
-        if self.first:
-            ctr = self.vis.get_view_control()
-            ctr.set_front([0.25, 0.12, 1.0])
-            ctr.set_up([0.0, 1.0, 0.0])
-            ctr.set_zoom(0.8)
-            self.first = False
-
-    def capture(self, action: str) -> None:
-        if self.shot_dir is None:
-            return
-        path = self.shot_dir / f"{self.shots:03d}_{action}.png"
-        tmp = self.shot_dir / f".{path.stem}.tmp.png"  # written whole, then renamed: readers never see half a PNG
-        self.vis.capture_screen_image(str(tmp), do_render=True)
-        os.replace(tmp, path)
-        self.shots += 1
-        logger.debug("saved %s", path)
-
-    def on_key(self, keys: Sequence[int], action: str, fn: Any) -> None:
-        def callback(vis: Any) -> bool:
-            fn()
-            if action != "quit":
-                self.capture(action)
-            return True
-
-        for key in keys:
-            self.vis.register_key_callback(key, callback)
-
-    def run(self) -> None:
-        self.on_key([KEY_Q, KEY_ESCAPE], "quit", self.vis.close)
-        for _ in range(2):  # draw once before the first capture
-            self.vis.poll_events()
-            self.vis.update_renderer()
-        self.capture("start")
-        self.vis.run()
-        self.vis.destroy_window()
-
-    def next_mode(self) -> None:
-        self.mode = MODES[(MODES.index(self.mode) + 1) % len(MODES)]
-        logger.info("display: %s", self.mode)
 
 
 def view_interpolation(
@@ -301,8 +196,8 @@ def view_interpolation(
     # the label sits under the lowest point of any step, centred, at the same place for every step
     lo, hi = all_pts.min(axis=0), all_pts.max(axis=0)
     text_at = np.array([(lo[0] + hi[0]) / 2, lo[1] - 0.08, (lo[2] + hi[2]) / 2])
-    win = _Window(f"shapelatent view - {Path(folder).name}", screenshot_dir, width, height)
-    state = {"i": 0, "playing": False, "last": 0.0}
+    win = Window(f"shapelatent view - {Path(folder).name}", screenshot_dir, width, height)
+    state: dict[str, Any] = {"i": 0, "playing": False, "last": 0.0}
     zero = np.zeros(3)
 
     def draw() -> None:
@@ -331,7 +226,8 @@ def view_interpolation(
 
     def toggle_play() -> None:
         state["playing"] = not state["playing"]
-        win.vis.register_animation_callback(animate if state["playing"] else None)
+        # None stops the animation (Open3D takes it; its stub does not say so)
+        win.vis.register_animation_callback(animate if state["playing"] else None)  # type: ignore[arg-type]
         logger.info("animation %s", "playing" if state["playing"] else "paused")
 
     draw()
@@ -345,7 +241,7 @@ def view_interpolation(
 def _grid(panels: list[Panel], title: str, screenshot_dir: Any, width: int, height: int, columns: int) -> None:
     """Lay panels out in a grid (2.5 units apart) and show them all."""
     spacing = 2.5
-    win = _Window(title, screenshot_dir, width, height)
+    win = Window(title, screenshot_dir, width, height)
     placed = []
     for j, p in enumerate(panels):
         row, col = divmod(j, columns)
@@ -386,7 +282,7 @@ def view_files(
     for j, path in enumerate(paths):
         pts, verts, faces = _read_shape(Path(path))
         pts, verts = _normalize(pts, verts)
-        panels.append(Panel(pts, verts, faces, _colormap(j / max(len(paths) - 1, 1)), Path(path).name))
+        panels.append(Panel(pts, verts, faces, colormap(j / max(len(paths) - 1, 1)), Path(path).name))
     _grid(panels, "shapelatent view - files", screenshot_dir, width, height, columns=min(len(panels), 5))
 
 
@@ -427,7 +323,7 @@ def neighbor_panels(store: Any, query: str | int, k: int) -> list[Panel]:
             continue
         cls = item["class"] or "?"
         label = f"query {item['id']} ({cls})" if dist is None else f"#{rank} {item['id']} ({cls}) d={dist:.3f}"
-        color = (0.85, 0.33, 0.1) if dist is None else _colormap(0.25 + 0.6 * rank / max(len(rows) - 1, 1))
+        color = (0.85, 0.33, 0.1) if dist is None else colormap(0.25 + 0.6 * rank / max(len(rows) - 1, 1))
         panels.append(Panel(points, None, None, color, label))
     if not panels:
         raise ValueError(f"{store.path}: none of the query and neighbour items has a source file on this machine.")
@@ -451,14 +347,3 @@ def view_neighbors(
     panels = neighbor_panels(store, query, k)
     columns = max(1, math.ceil(math.sqrt(len(panels))))
     _grid(panels, "shapelatent view - neighbours", screenshot_dir, width, height, columns=columns)
-
-
-if __name__ == "__main__":
-    import typer
-
-    from viewers.view_cli import register
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    _app = typer.Typer(add_completion=False)
-    register(_app)
-    _app()

@@ -149,17 +149,19 @@ class MapState:
 
     def jump(self, d: int) -> None:
         """Go to the anchor's next (d=+1) or previous (d=-1) nearest neighbour in latent space."""
-        if self.anchor is None:
+        if self.anchor is None or self._order is None:
             self.anchor = self.selected
             self._order = latent_order(self.codes, self.anchor)
-        self.rank = int(np.clip(self.rank + d, 0, len(self._order)))
-        self.selected = self.anchor if self.rank == 0 else int(self._order[self.rank - 1])
+        order = self._order  # (N - 1,) the anchor's neighbours, nearest first
+        self.rank = int(np.clip(self.rank + d, 0, len(order)))
+        self.selected = self.anchor if self.rank == 0 else int(order[self.rank - 1])
 
     def mark(self, which: str) -> None:
         """Make the selection endpoint ``'a'`` or ``'b'``."""
         setattr(self, which, self.selected)
 
     def clear(self) -> None:
+        """Forget both endpoints."""
         self.a = self.b = None
 
     @property

@@ -15,7 +15,7 @@ Keys:
     C                 clear A and B
     Q, Escape         quit
 
-Screenshots for tests work as in :mod:`viewers.interactive` (``screenshot_dir`` or ``SHAPELATENT_VIEW_SCREENSHOTS``).
+Screenshots for tests work as in :mod:`viewers.window` (``screenshot_dir`` or ``SHAPELATENT_VIEW_SCREENSHOTS``).
 The display-free parts (palette, PCA, tour, key state, layout) live in :mod:`viewers.map_model` and are re-exported.
 """
 
@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from viewers.interactive import _colormap, _text_mesh, _Window
 from viewers.map_model import (  # the display-free parts, re-exported here
     GREY,
     GREY_CLASSES,
@@ -43,6 +42,7 @@ from viewers.map_model import (  # the display-free parts, re-exported here
     map_layout,
     map_tour,
 )
+from viewers.window import Window, colormap, text_mesh
 
 __all__ = [
     "GREY",
@@ -96,21 +96,23 @@ def _spheres(centers: np.ndarray, radius: float, colors: np.ndarray | Sequence[f
     return mesh
 
 
-def _lines(points: np.ndarray, pairs: Sequence[tuple[int, int]]) -> Any:
+def _lines(points: np.ndarray | Sequence[Sequence[float]], pairs: Sequence[tuple[int, int]]) -> Any:
     import open3d as o3d
 
     ls = o3d.geometry.LineSet(o3d.utility.Vector3dVector(np.asarray(points, float)), o3d.utility.Vector2iVector(pairs))
     return ls.paint_uniform_color([0.8, 0.8, 0.8])
 
 
-def _text(text: str, at: Sequence[float], align: str = "center", color: Sequence[float] | None = None) -> Any:
+def _text(
+    text: str, at: np.ndarray | Sequence[float], align: str = "center", color: Sequence[float] | None = None
+) -> Any:
     """A text mesh (TEXT_SCALE times the viewer's) hanging below ``at``: centred on it, or starting at it (``left``)."""
-    at = np.asarray(at, dtype=np.float64)
-    mesh = _text_mesh(text, at)
+    pos = np.asarray(at, dtype=np.float64)
+    mesh = text_mesh(text, pos)
     if len(mesh.vertices):
-        mesh.scale(TEXT_SCALE, center=at)
+        mesh.scale(TEXT_SCALE, center=pos)
         if align == "left":
-            mesh.translate([at[0] - np.asarray(mesh.vertices)[:, 0].min(), 0.0, 0.0])
+            mesh.translate([pos[0] - np.asarray(mesh.vertices)[:, 0].min(), 0.0, 0.0])
     if color is not None:
         mesh.paint_uniform_color(list(color))
     return mesh
@@ -284,7 +286,7 @@ class MapScene:
             geoms += [_text(t, lay.recon + [0, 0.1 - 0.15 * j, 0]) for j, t in enumerate(self.no_model)]
         for end, tag, t in ((st.a, "A", 0.0), (st.b, "B", 1.0)):
             if end is not None:
-                geoms += [_spheres(self.coords[end], 1.8 * r + 0.01, _colormap(t))]
+                geoms += [_spheres(self.coords[end], 1.8 * r + 0.01, colormap(t))]
                 geoms += [_text(tag, self.coords[end] + [-0.03, 0.16, 0.05], "left")]
         (x0, _), (_, y1) = lay.frames["steps"]
         if st.line is None:
@@ -296,13 +298,13 @@ class MapScene:
         ts = np.linspace(0.0, 1.0, self.steps)
         dots = self.coords[a] + np.linspace(0, 1, 40)[:, None] * (self.coords[b] - self.coords[a])  # (40, 3)
         geoms += [_spheres(dots, 0.35 * r + 0.003, (0.2, 0.2, 0.2))]
-        geoms += [_spheres(self.pca.transform(path), 1.2 * r + 0.006, np.array([_colormap(t) for t in ts]))]
+        geoms += [_spheres(self.pca.transform(path), 1.2 * r + 0.006, np.array([colormap(t) for t in ts]))]
         head = f"A {self.name(a)} -> B {self.name(b)}: {self.method}, {self.steps} steps"
         geoms += [_text(head, [x0 + 0.05, y1 - 0.05, 0], "left")]
         if self.loaded is not None:
             dec = decode_codes(self.loaded, path)[0]  # (S, P, 3)
             for k in range(self.steps):
-                geoms += _cloud(dec[k], _colormap(ts[k]), f"t={ts[k]:.2f}", lay.steps[k], lay.step_scale)
+                geoms += _cloud(dec[k], colormap(ts[k]), f"t={ts[k]:.2f}", lay.steps[k], lay.step_scale)
         else:
             geoms += [_text("decoding the steps " + self.no_model[0], lay.steps[self.steps // 2])]
         logger.info("%s: %s; interpolation %s", self.name(i), self.where(), head)
@@ -338,7 +340,7 @@ def view_map(
         ValueError: fewer than 2 codes, bad ``steps``/``method``/``max_points``. NoDisplayError: no display.
     """
     scene = MapScene(store, model, max_points, seed, steps, method)
-    win = _Window(f"shapelatent view - map - {scene.store.path.name}", screenshot_dir, width, height)
+    win = Window(f"shapelatent view - map - {scene.store.path.name}", screenshot_dir, width, height)
     win.show(scene.geometries())
     rects = np.concatenate(list(scene.layout.frames.values()))  # (2F, 2)
     ctr = win.vis.get_view_control()
@@ -349,7 +351,11 @@ def view_map(
     ctr.set_zoom(0.35)
 
     def act(fn: Any) -> Any:
-        return lambda: (fn(), win.show(scene.geometries()))
+        def run() -> None:
+            fn()
+            win.show(scene.geometries())
+
+        return run
 
     st = scene.state
     win.on_key([KEY_RIGHT, KEY_N], "next", act(lambda: st.step(1)))

@@ -247,11 +247,10 @@ def _chamfer_svg(history: list[dict[str, Any]], width: int = 520, height: int = 
     """Train and validation Chamfer per epoch as an inline SVG (log y axis when all values are positive)."""
     import math
 
-    series = {
-        "train": [(r["epoch"], r.get("train_chamfer")) for r in history],
-        "val": [(r["epoch"], r.get("val_chamfer")) for r in history],
+    series: dict[str, list[tuple[Any, float]]] = {
+        name: [(r["epoch"], r[key]) for r in history if isinstance(r.get(key), (int, float))]
+        for name, key in (("train", "train_chamfer"), ("val", "val_chamfer"))
     }
-    series = {k: [(e, v) for e, v in s if isinstance(v, (int, float))] for k, s in series.items()}
     values = [v for s in series.values() for _, v in s]
     epochs = [r["epoch"] for r in history]
     if not values:

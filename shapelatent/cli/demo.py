@@ -12,7 +12,7 @@ import torch
 from shapelatent.data.format import ShapeDataset
 from shapelatent.models.load import load_model
 from shapelatent.ops.chamfer import chamfer_distance
-from viewers.render import render_folder, render_views
+from viewers.render import render_folder, render_strip, render_views
 
 __all__ = ["reconstruction_figure"]
 
@@ -41,8 +41,13 @@ def reconstruction_figure(run: Path, data: Path, path: Path, per_class: int = 1)
     return render_views(items, path, titles=titles, ncols=len(chosen), size=(256, 256), mode="points")
 
 
-def latent_tour(run: Path, data: Path, seed: int = 0, progress: Callable[[], None] | None = None) -> dict[str, Any]:
+def latent_tour(
+    run: Path, data: Path, seed: int = 0, progress: Callable[[], None] | None = None, model_run: Path | None = None
+) -> dict[str, Any]:
     """The demo's second half: encode every shape, find neighbours of a test chair, interpolate two test chairs.
+
+    ``model_run`` (default ``run``) makes the interpolation meshes: the run with the occupancy head, whose encoder is
+    ``run``'s (same fingerprint, so ``run/store`` serves it).
 
     Writes ``run/store`` (codes), ``run/map.png`` (+ ``map.json``), ``run/neighbors.png`` and ``run/interpolation/``.
     """
@@ -74,13 +79,14 @@ def latent_tour(run: Path, data: Path, seed: int = 0, progress: Callable[[], Non
     ]
     other = same[0]
     interp = run_interpolation(
-        run,
+        model_run or run,
         [ds.meta[query]["id"], ds.meta[other]["id"]],
         run / "interpolation",
         steps=8,
         store_path=run / "store",
         force=True,
         seed=seed,
+        draw=render_strip,
     )
     renders = render_folder(run / "interpolation")
     tick()

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from shapelatent.cli.common import ForceOpt, bar, console, friendly
+from shapelatent.cli.common import ForceOpt, JsonOpt, bar, emit, emit_result, friendly
 
 __all__ = ["evaluate_cmd", "register"]
 
@@ -36,10 +36,23 @@ def evaluate_cmd(
     barycenter_steps: Annotated[
         int, typer.Option(help="Adam steps of the mean-training-shape (Chamfer barycentre) baseline.")
     ] = 200,
+    mesh_shapes: Annotated[
+        int,
+        typer.Option(
+            help="Shapes whose meshes (implicit, Poisson on decoded points, Poisson on true points) are scored "
+            "against the true mesh (F-score, Chamfer-L1, normal consistency, IoU); 0 skips."
+        ),
+    ] = 16,
+    archive: Annotated[
+        list[Path] | None,
+        typer.Option("--archive", help="Sweet Home 3D .sh3f file/folder of the dataset (for the mesh metrics)."),
+    ] = None,
     force: ForceOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Evaluate a trained run on a dataset split; write evaluation.json/.md, samples.png; print the tables."""
     from shapelatent.evaluate import EvalConfig, run_evaluation
+    from viewers.render import render_strip
 
     chosen = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes is not None else None
     config = EvalConfig(
@@ -52,6 +65,8 @@ def evaluate_cmd(
         device=device,
         k=k,
         barycenter_steps=barycenter_steps,
+        mesh_shapes=mesh_shapes,
+        archives=tuple(str(a) for a in archive or ()),
     )
     t0 = time.perf_counter()
     with bar("evaluating", None) as pb:
@@ -59,17 +74,28 @@ def evaluate_cmd(
         def progress(stage: str, done: int, total: int) -> None:
             pb.update(0, description=stage, completed=done, total=total)
 
-        evaluation, out_dir = run_evaluation(model, data, out, config, force=force, progress=progress)
+        evaluation, out_dir = run_evaluation(
+            model, data, out, config, force=force, progress=progress, draw=render_strip
+        )
+    seconds = time.perf_counter() - t0
     proto = evaluation.result["protocol"]
-    console.print(
-        f"evaluated [bold]{proto['n_shapes']}[/] {proto['split']} shapes in {time.perf_counter() - t0:.0f} s; "
-        f"wrote [bold]{out_dir}[/]",
-        highlight=False,
-    )
-    for name in ("evaluation.json", "evaluation.md", "samples.png", "provenance.json"):
-        if (out_dir / name).exists():
-            console.print(f"  {out_dir / name}", highlight=False)
-    typer.echo((out_dir / "evaluation.md").read_text(encoding="utf-8"))
+    files = [
+        out_dir / name
+        for name in ("evaluation.json", "evaluation.md", "samples.png", "provenance.json")
+        if (out_dir / name).exists()
+    ]
+
+    def human() -> None:
+        emit(
+            f"evaluated [bold]{proto['n_shapes']}[/] {proto['split']} shapes in {seconds:.0f} s; "
+            f"wrote [bold]{out_dir}[/]"
+        )
+        for path in files:
+            emit(f"  {path}")
+        typer.echo((out_dir / "evaluation.md").read_text(encoding="utf-8"))
+
+    payload = {"out": out_dir, "files": files, "seconds": round(seconds, 3), "evaluation": evaluation.result}
+    emit_result(payload, as_json, human)
 
 
 def register(app: typer.Typer) -> None:

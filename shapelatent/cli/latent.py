@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from shapelatent.cli.common import ForceOpt, WorkersOpt, bar, console, friendly
+from shapelatent.cli.common import ForceOpt, JsonOpt, WorkersOpt, bar, emit, emit_result, friendly
 
 __all__ = ["register"]
 
@@ -21,6 +21,15 @@ def encode_cmd(
     device: Annotated[str, typer.Option(help="cpu | cuda.")] = "cpu",
     workers: WorkersOpt = None,
     force: ForceOpt = False,
+    id_prefix: Annotated[
+        str,
+        typer.Option(
+            "--id-prefix",
+            metavar="PREFIX",
+            help="Store ids as PREFIX + id, e.g. to --append a dataset whose ids are already in the store.",
+        ),
+    ] = "",
+    as_json: JsonOpt = False,
 ) -> None:
     """Encode shapes to latent codes in a store (codes, ids, sources, classes, model fingerprint)."""
     from shapelatent.latent.encode import collect_inputs, encode_to_store
@@ -40,12 +49,23 @@ def encode_cmd(
             workers=workers,
             device=device,
             progress=lambda n: pb.update(0, advance=n),
+            id_prefix=id_prefix,
         )
-    console.print(f"store [bold]{store.path}[/]: {len(store)} codes of size {store.latent_dim}")
-    if failed:
-        console.print(f"[yellow]{len(failed)} inputs could not be encoded:[/]")
-        for f in failed[:20]:
-            console.print(f"  {f['source']}: {f['reason']}", highlight=False)
+
+    def human() -> None:
+        emit(f"store [bold]{store.path}[/]: {len(store)} codes of size {store.latent_dim}")
+        if failed:
+            emit(f"[yellow]{len(failed)} inputs could not be encoded:[/]")
+            for f in failed[:20]:
+                emit(f"  {f['source']}: {f['reason']}", markup=False)
+
+    payload = {
+        "store": store.path,
+        "codes": len(store),
+        "latent_dim": store.latent_dim,
+        "failed": [{"source": f["source"], "reason": f["reason"]} for f in failed],
+    }
+    emit_result(payload, as_json, human)
 
 
 def register(app: typer.Typer) -> None:
@@ -53,7 +73,13 @@ def register(app: typer.Typer) -> None:
     app.command("encode")(friendly(encode_cmd))
 
 
-MesherOpt = Annotated[str, typer.Option(help="poisson | ball_pivoting | alpha | none.")]
+MesherOpt = Annotated[
+    str,
+    typer.Option(
+        help="auto (implicit when the model has an occupancy head, else poisson) | implicit | poisson | "
+        "ball_pivoting | alpha | none."
+    ),
+]
 MeshFormatOpt = Annotated[str, typer.Option(help="ply | obj | glb.")]
 
 
@@ -62,22 +88,41 @@ def _mesher(name: str) -> str | None:
 
     if name == "none":
         return None
-    if name not in MESHERS:
-        raise ValueError(f"--mesher must be one of {', '.join(MESHERS)} or none; got {name!r}")
+    if name not in (*MESHERS, "implicit", "auto"):
+        raise ValueError(f"--mesher must be one of auto, implicit, {', '.join(MESHERS)} or none; got {name!r}")
     return name
 
 
 def _print_meshing(manifest: dict, out: Path) -> None:
     m = manifest.get("meshing") or {}
     if m:
-        console.print(
+        emit(
             f"meshes: {m['meshed']} built, {m['failed']} failed; watertight share {m['watertight_share']}; "
             f"mean triangles {m['mean_triangles']}; mean Chamfer mesh↔points {m['mean_chamfer_mesh_to_points']}"
         )
     for key in ("points_png", "meshes_png"):
         if key in manifest:
-            console.print(f"  {out / manifest[key]}")
-    console.print(f"manifest: [bold]{out / 'manifest.json'}[/]")
+            emit(f"  {out / manifest[key]}")
+    emit(f"manifest: [bold]{out / 'manifest.json'}[/]")
+
+
+def _shapes_payload(manifest: dict, out: Path, rows: list[dict]) -> dict:
+    """The keys that interpolate, sample and arithmetic share in their ``--json`` output."""
+
+    def item(row: dict) -> dict:
+        shown = {k: v for k, v in row.items() if k != "code"}  # the codes are in the manifest
+        for key in ("points", "mesh"):
+            shown[key] = out / row[key] if key in row else None
+        return shown
+
+    return {
+        "out": out,
+        "manifest": out / "manifest.json",
+        "items": [item(r) for r in rows],
+        "meshing": manifest.get("meshing") or {},
+        "points_png": out / manifest["points_png"] if "points_png" in manifest else None,
+        "meshes_png": out / manifest["meshes_png"] if "meshes_png" in manifest else None,
+    }
 
 
 def interpolate_cmd(
@@ -87,13 +132,15 @@ def interpolate_cmd(
     steps: Annotated[int, typer.Option(help="Steps per segment, endpoints included (>= 2).")] = 8,
     method: Annotated[str, typer.Option(help="linear | slerp.")] = "linear",
     store: Annotated[Path | None, typer.Option(help="Store for ids and the class check.")] = None,
-    mesher: MesherOpt = "poisson",
+    mesher: MesherOpt = "auto",
     mesh_format: MeshFormatOpt = "ply",
     seed: Annotated[int, typer.Option(help="Seed for meshing.")] = 0,
     force: ForceOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Interpolate between shapes in latent space; write each step's points, mesh, a manifest and strips."""
     from shapelatent.latent.runs import run_interpolation
+    from viewers.render import render_folder, render_strip
 
     manifest = run_interpolation(
         model,
@@ -106,17 +153,25 @@ def interpolate_cmd(
         mesh_format=mesh_format,
         force=force,
         seed=seed,
+        draw=render_strip,
     )
-    from viewers.render import render_folder
-
     renders = render_folder(out)
-    console.print(f"{len(manifest['steps'])} steps ({method}) written to [bold]{out}[/]")
-    console.print(f"  rendered ({renders.mode}): {renders.sheet}  {renders.gif}")
-    if "class_consistency" in manifest:
-        console.print(
-            f"class consistency (nearest-neighbour class = endpoints' class): {manifest['class_consistency']:.0%}"
-        )
-    _print_meshing(manifest, out)
+
+    def human() -> None:
+        emit(f"{len(manifest['steps'])} steps ({method}) written to [bold]{out}[/]")
+        emit(f"  rendered ({renders.mode}): {renders.sheet}  {renders.gif}")
+        if "class_consistency" in manifest:
+            emit(f"class consistency (nearest-neighbour class = endpoints' class): {manifest['class_consistency']:.0%}")
+        _print_meshing(manifest, out)
+
+    payload = {
+        "method": method,
+        "shapes": manifest["shapes"],
+        "class_consistency": manifest.get("class_consistency"),
+        "renders": {"mode": renders.mode, "sheet": renders.sheet, "gif": renders.gif},
+        **_shapes_payload(manifest, out, manifest["steps"]),
+    }
+    emit_result(payload, as_json, human)
 
 
 def sample_cmd(
@@ -128,13 +183,15 @@ def sample_cmd(
     covariance: Annotated[str, typer.Option(help="full | diag | tied | spherical.")] = "full",
     cls: Annotated[str | None, typer.Option("--class", help="Fit on one class only.")] = None,
     split: Annotated[str, typer.Option(help="Fit on this split of the store ('' for all).")] = "train",
-    mesher: MesherOpt = "poisson",
+    mesher: MesherOpt = "auto",
     mesh_format: MeshFormatOpt = "ply",
     seed: Annotated[int, typer.Option(help="Seed for the mixture and sampling.")] = 0,
     force: ForceOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Generate new shapes: fit a Gaussian mixture on the codes (l-GMM) and decode samples, with meshes."""
     from shapelatent.latent.runs import run_sampling
+    from viewers.render import render_strip
 
     manifest = run_sampling(
         model,
@@ -149,9 +206,23 @@ def sample_cmd(
         mesh_format=mesh_format,
         force=force,
         seed=seed,
+        draw=render_strip,
     )
-    console.print(f"{n} samples from a {components}-component l-GMM fitted on {manifest['fitted_on']} codes")
-    _print_meshing(manifest, out)
+
+    def human() -> None:
+        emit(f"{n} samples from a {components}-component l-GMM fitted on {manifest['fitted_on']} codes")
+        _print_meshing(manifest, out)
+
+    payload = {
+        "n": n,
+        "components": components,
+        "covariance": covariance,
+        "class": cls,
+        "split": split or None,
+        "fitted_on": manifest["fitted_on"],
+        **_shapes_payload(manifest, out, manifest["samples"]),
+    }
+    emit_result(payload, as_json, human)
 
 
 def arithmetic_cmd(
@@ -159,13 +230,15 @@ def arithmetic_cmd(
     model: Annotated[Path, typer.Option("--model", "-m", help="Run folder or checkpoint.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     store: Annotated[Path | None, typer.Option(help="Store for ids and class means.")] = None,
-    mesher: MesherOpt = "poisson",
+    mesher: MesherOpt = "auto",
     mesh_format: MeshFormatOpt = "ply",
     seed: Annotated[int, typer.Option(help="Seed for meshing.")] = 0,
     force: ForceOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Latent arithmetic: add and subtract codes (ids, files, mean:CLASS) and decode the result, with meshes."""
     from shapelatent.latent.runs import run_arithmetic
+    from viewers.render import render_strip
 
     manifest = run_arithmetic(
         model,
@@ -176,12 +249,17 @@ def arithmetic_cmd(
         mesh_format=mesh_format,
         force=force,
         seed=seed,
+        draw=render_strip,
     )
     result = manifest["shapes"][-1]
-    console.print(
-        f"{expression} → {out / result['points']}" + (f" ({result['nn_class']})" if "nn_class" in result else "")
-    )
-    _print_meshing(manifest, out)
+
+    def human() -> None:
+        nn_class = f" ({result['nn_class']})" if "nn_class" in result else ""
+        emit(f"{expression} → {out / result['points']}{nn_class}", markup=False)
+        _print_meshing(manifest, out)
+
+    shapes = _shapes_payload(manifest, out, manifest["shapes"])
+    emit_result({"expression": expression, "result": shapes["items"][-1], **shapes}, as_json, human)
 
 
 def augment_cmd(
@@ -193,13 +271,15 @@ def augment_cmd(
     method: Annotated[str, typer.Option(help="linear | slerp.")] = "linear",
     seed: Annotated[int, typer.Option(help="Seed for the pairs.")] = 0,
     force: ForceOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Enlarge a dataset with decoded interpolations between same-class training shapes."""
     from shapelatent.cli.common import report_build
     from shapelatent.latent.augment import augment_dataset
 
     report_build(
-        augment_dataset(model, data, out, pairs=pairs, per_pair=per_pair, method=method, seed=seed, force=force)
+        augment_dataset(model, data, out, pairs=pairs, per_pair=per_pair, method=method, seed=seed, force=force),
+        as_json,
     )
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import numpy as np
 import typer
 
-from shapelatent.cli.common import ForceOpt, bar, console, friendly
+from shapelatent.cli.common import ForceOpt, JsonOpt, bar, emit, emit_result, friendly
 
 if TYPE_CHECKING:
     from shapelatent.latent.project import Projection, Separation
@@ -142,16 +142,18 @@ def _thumbnail_points(
     """``{row: ((P, 3) points, where from)}`` of the store rows, and ``{"id", "reason"}`` for those found nowhere."""
     from shapelatent.data.build import SamplingConfig
     from shapelatent.latent.sources import source_points
+    from shapelatent.latent.store import item_key
 
     datasets = _datasets(store, dataset)
-    lookup = [{m["id"]: j for j, m in enumerate(ds.meta)} for ds in datasets]
+    lookup = [{(m["id"], m["source"]): j for j, m in enumerate(ds.meta)} for ds in datasets]
     sampling = (store.info.get("model") or {}).get("sampling")
     cfg = SamplingConfig.from_dict(sampling) if sampling else None
     points: dict[int, tuple[np.ndarray, str]] = {}
     skipped: list[dict[str, str]] = []
     for r in rows:
         item = store.items[r]
-        hit = next(((ds, ids[item["id"]]) for ds, ids in zip(datasets, lookup, strict=True) if item["id"] in ids), None)
+        key = item_key(item)
+        hit = next(((ds, rows[key]) for ds, rows in zip(datasets, lookup, strict=True) if key in rows), None)
         if hit is not None:
             points[r] = (np.asarray(hit[0].points[hit[1]]), f"dataset {hit[0].root}")
             continue
@@ -313,6 +315,7 @@ def map_cmd(
         ),
     ] = None,
     force: ForceOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Draw the store's codes in 2-D/3-D coloured by class, with class precision@k and silhouette in the caption."""
     with bar("latent map", 4) as pb:
@@ -326,15 +329,25 @@ def map_cmd(
             metric=metric, split=split, dataset=dataset, force=force, progress=progress,
         )  # fmt: skip
         pb.update(0, completed=4, info="done")
-    fig = record["figures"]
-    console.print(f"map: [bold]{out}[/] and {out.with_suffix('.json')}", highlight=False)
-    console.print(f"  {record['caption']}", highlight=False)
-    if fig is None:
-        console.print("[yellow]no class-separation figures[/]: fewer than 2 labelled classes.")
-    if record["thumbnails_skipped"]:
-        console.print(f"[yellow]{len(record['thumbnails_skipped'])} thumbnails left out[/] (pass --dataset):")
-        for s in record["thumbnails_skipped"][:10]:
-            console.print(f"  {s['id']}: {s['reason']}", highlight=False)
+
+    def human() -> None:
+        emit(f"map: [bold]{out}[/] and {out.with_suffix('.json')}")
+        emit(f"  {record['caption']}", markup=False)
+        if record["figures"] is None:
+            emit("[yellow]no class-separation figures[/]: fewer than 2 labelled classes.")
+        if record["thumbnails_skipped"]:
+            emit(f"[yellow]{len(record['thumbnails_skipped'])} thumbnails left out[/] (pass --dataset):")
+            for s in record["thumbnails_skipped"][:10]:
+                emit(f"  {s['id']}: {s['reason']}", markup=False)
+
+    payload = {
+        "image": out,
+        "record": out.with_suffix(".json"),
+        **{key: record[key] for key in ("store", "count", "method", "dims", "seed", "caption", "figures")},
+        "thumbnails": record["thumbnails"],
+        "thumbnails_skipped": record["thumbnails_skipped"],
+    }
+    emit_result(payload, as_json, human)
 
 
 def register(app: typer.Typer) -> None:

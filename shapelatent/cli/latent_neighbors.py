@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import numpy as np
 import typer
 
-from shapelatent.cli.common import console, friendly
+from shapelatent.cli.common import JsonOpt, emit, emit_result, friendly
 
 if TYPE_CHECKING:
     from shapelatent.data.build import SamplingConfig
@@ -150,13 +150,16 @@ def _item_points(
     """(P, 3) points of store item i and whether they were decoded from its code."""
     item = store.items[i]
     if dataset is not None:
-        rows = cache.setdefault("rows", {m["id"]: j for j, m in enumerate(dataset.meta)})
-        if item["id"] not in rows:
+        from shapelatent.latent.store import item_key
+
+        rows = cache.setdefault("rows", {(m["id"], m["source"]): j for j, m in enumerate(dataset.meta)})
+        if item_key(item) not in rows:
             raise ValueError(
-                f"{dataset.root}: has no shape with id {item['id']!r}; pass the dataset the store was encoded from, "
-                "or leave out --dataset to re-sample the items' sources."
+                f"{dataset.root}: has no shape with id {item['source_id']!r} from source {item['source']!r} (store "
+                f"item {item['id']!r}); pass the dataset the store was encoded from, or leave out --dataset to "
+                "re-sample the items' sources."
             )
-        return np.asarray(dataset.points[rows[item["id"]]]), False
+        return np.asarray(dataset.points[rows[item_key(item)]]), False
     source = item["source"]
     cfg = cache.setdefault("cfg", _sampling(store, model))
     from shapelatent.latent.sources import source_points
@@ -242,6 +245,7 @@ def neighbors_cmd(
     dataset: Annotated[
         Path | None, typer.Option(help="Dataset folder with the items' points, for --gallery (default: re-sample).")
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """List the K store items nearest to QUERY (an item id, a shape file, or a code), optionally as a picture."""
     from rich.table import Table
@@ -256,25 +260,39 @@ def neighbors_cmd(
     result = NeighborIndex(st.codes, metric, index).search(q.code[None], k, exclude=exclude)
     hits = [(int(i), float(d)) for i, d in zip(result.indices[0], result.distances[0], strict=True) if i >= 0]
 
-    what = "L2" if metric == "euclidean" else "1 - cos"
-    table = Table("rank", "id", "class", f"distance ({what})", title=f"{len(hits)} nearest to {q.label}")
-    for rank, (i, dist) in enumerate(hits, 1):
-        item = st.items[i]
-        table.add_row(str(rank), item["id"], item["class"] or "-", f"{dist:.6g}")
-    console.print(
-        f"store [bold]{st.path}[/]: {len(st)} codes of size {st.latent_dim}; {metric}, index {index}", highlight=False
-    )
-    console.print(table)
-    if len(hits) < k:
-        console.print(f"[yellow]{index} found only {len(hits)} of {k} neighbours[/] (an approximate index).")
-    if gallery is not None:
-        path, decoded = _draw_gallery(gallery, q, hits, metric, st, mdl, dataset)
-        console.print(f"gallery: [bold]{path}[/]")
-        if decoded:
-            console.print(
-                f"[yellow]drawn decoded from their codes (no points available):[/] {', '.join(decoded)}",
-                highlight=False,
-            )
+    path, decoded = _draw_gallery(gallery, q, hits, metric, st, mdl, dataset) if gallery is not None else (None, [])
+
+    def human() -> None:
+        what = "L2" if metric == "euclidean" else "1 - cos"
+        table = Table("rank", "id", "class", f"distance ({what})", title=f"{len(hits)} nearest to {q.label}")
+        for rank, (i, dist) in enumerate(hits, 1):
+            item = st.items[i]
+            table.add_row(str(rank), item["id"], item["class"] or "-", f"{dist:.6g}")
+        emit(f"store [bold]{st.path}[/]: {len(st)} codes of size {st.latent_dim}; {metric}, index {index}")
+        emit(table)
+        if len(hits) < k:
+            emit(f"[yellow]{index} found only {len(hits)} of {k} neighbours[/] (an approximate index).")
+        if path is not None:
+            emit(f"gallery: [bold]{path}[/]")
+            if decoded:
+                emit(f"[yellow]drawn decoded from their codes (no points available):[/] {', '.join(decoded)}")
+
+    payload = {
+        "store": st.path,
+        "codes": len(st),
+        "latent_dim": st.latent_dim,
+        "metric": metric,
+        "index": index,
+        "k": k,
+        "query": {"label": q.label, "id": None if q.store_index is None else st.items[q.store_index]["id"]},
+        "neighbors": [
+            {"rank": rank, "id": st.items[i]["id"], "class": st.items[i]["class"] or None, "distance": dist}
+            for rank, (i, dist) in enumerate(hits, 1)
+        ],
+        "gallery": path,
+        "decoded": decoded,
+    }
+    emit_result(payload, as_json, human)
 
 
 def register(app: typer.Typer) -> None:

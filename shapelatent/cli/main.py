@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from shapelatent import __version__
-from shapelatent.cli import data_sources  # noqa: F401  (registers the source-specific build commands)
 from shapelatent.cli import evaluate as evaluate_cli
+from shapelatent.cli import implicit as implicit_cli
 from shapelatent.cli import latent as latent_cli
 from shapelatent.cli import latent_map as latent_map_cli
-from shapelatent.cli.common import ForceOpt, bar, console, friendly, report_build, sampling_config
+from shapelatent.cli import render as render_cli
+from shapelatent.cli import report as report_cli
+from shapelatent.cli import view as view_cli
+from shapelatent.cli.common import (
+    ForceOpt,
+    JsonOpt,
+    bar,
+    emit,
+    emit_result,
+    friendly,
+    report_build,
+    sampling_config,
+)
 from shapelatent.cli.data import data_app
-from viewers import cli as render_cli
-from viewers import report_cli, view_cli
 
 app = typer.Typer(
     add_completion=False,
@@ -28,7 +39,8 @@ app.add_typer(data_app, name="data")
 latent_cli.register_all(app, data_app)
 evaluate_cli.register(app)
 latent_map_cli.register(app)
-# The viewers package (installed beside shapelatent) adds its commands; only the CLI imports it, never the library.
+implicit_cli.register(app, data_app)
+# The commands of the viewers package (installed beside shapelatent); only the CLI imports it, never the library.
 report_cli.register(app)
 view_cli.register(app)
 render_cli.register(app)
@@ -54,6 +66,9 @@ def main(
         stream=sys.stderr,
     )
     logging.getLogger("trimesh").setLevel(logging.WARNING)  # its INFO lines (e.g. "triangulating faces") are noise
+    # Open3D loads its own older TBB; numba then warns that its TBB threading layer is off and quietly uses
+    # OpenMP instead, which is fine: not a warning for the user of a run that works.
+    warnings.filterwarnings("ignore", message="The TBB threading layer requires TBB version", category=Warning)
 
 
 def _run_config(config: Path | None, overrides: dict[str, dict[str, Any]]):
@@ -94,7 +109,8 @@ def _train_with_progress(data: Path, out: Path, cfg, resume: bool, force: bool):
                 completed=row["epoch"],
                 total=pb.tasks[0].total or cfg.train.epochs,
                 info=f"train {row['train_chamfer']:.5f} val {val if val is None else f'{val:.5f}'} "
-                f"({row['shapes_per_s']:.0f} shapes/s)",
+                + (f"BCE {row['train_bce']:.4f} " if "train_bce" in row else "")
+                + f"({row['shapes_per_s']:.0f} shapes/s)",
             )
 
         return train(data, out, cfg, resume=resume, force=force, on_step=on_step, on_epoch=on_epoch)
@@ -131,8 +147,19 @@ def train_cmd(
             "the Chamfer loss stays float32.",
         ),
     ] = None,
+    implicit: Annotated[
+        str | None,
+        typer.Option(
+            help="Also train an occupancy head on the same code, jointly: cbn | concat | film (needs a dataset with "
+            "occupancy samples; `shapelatent train-implicit` adds a head to a trained model)."
+        ),
+    ] = None,
+    implicit_weight: Annotated[
+        float | None, typer.Option(help="Override train.implicit_weight: w in Chamfer + w * BCE (default 0.01).")
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoints/last.safetensors.")] = False,
     force: ForceOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Train the PointNet autoencoder with Chamfer loss; checkpoints, metrics and a loss curve go to OUT.
 
@@ -150,7 +177,11 @@ def train_cmd(
     cfg = _run_config(
         config,
         {
-            "model": {"latent_dim": latent_dim, "predict_normals": normals},
+            "model": {
+                "latent_dim": latent_dim,
+                "predict_normals": normals,
+                "implicit": implicit and {"kind": implicit},
+            },
             "train": {
                 "epochs": epochs,
                 "batch_size": batch_size,
@@ -162,6 +193,7 @@ def train_cmd(
                 "chamfer_backend": chamfer_backend,
                 "workers": workers,
                 "amp": amp,
+                "implicit_weight": implicit_weight,
             },
         },
     )
@@ -174,23 +206,27 @@ def train_cmd(
         train(data, out, cfg, resume=resume, force=force)
         return
     result = _train_with_progress(data, out, cfg, resume, force)
-    _print_run(result)
+    emit_result(
+        {"run_dir": result.run_dir, "files": _run_files(result), "summary": result.summary},
+        as_json,
+        lambda: _print_run(result),
+    )
+
+
+_RUN_FILES = ("model.safetensors", "checkpoints/last.safetensors", "metrics.jsonl", "metrics.json", "loss_curve.png")
+
+
+def _run_files(result) -> list[Path]:
+    return [result.run_dir / name for name in _RUN_FILES if (result.run_dir / name).exists()]
 
 
 def _print_run(result) -> None:
     s = result.summary
     if "test_chamfer" in s:
-        console.print(f"test Chamfer (mean over {s['test_shapes']} shapes): [bold]{s['test_chamfer']:.6f}[/]")
-    console.print(f"run folder: [bold]{result.run_dir}[/]")
-    for name in (
-        "model.safetensors",
-        "checkpoints/last.safetensors",
-        "metrics.jsonl",
-        "metrics.json",
-        "loss_curve.png",
-    ):
-        if (result.run_dir / name).exists():
-            console.print(f"  {result.run_dir / name}")
+        emit(f"test Chamfer (mean over {s['test_shapes']} shapes): [bold]{s['test_chamfer']:.6f}[/]")
+    emit(f"run folder: [bold]{result.run_dir}[/]")
+    for path in _run_files(result):
+        emit(f"  {path}")
 
 
 @app.command("demo")
@@ -208,9 +244,12 @@ def demo_cmd(
         ),
     ] = 1024,
     seed: Annotated[int, typer.Option(help="Seed for everything.")] = 0,
+    head_epochs: Annotated[
+        int, typer.Option(help="Epochs of the occupancy head (trained on the frozen encoder); 0: no head, Poisson.")
+    ] = 30,
     force: ForceOpt = False,
 ) -> None:
-    """Procedural chairs → trained autoencoder (CPU) → reconstructions, codes, neighbours, interpolation meshes."""
+    """Procedural chairs → autoencoder + occupancy head (CPU) → reconstructions, codes, neighbours, meshes."""
     import time
 
     from shapelatent.cli.demo import latent_tour, reconstruction_figure
@@ -232,31 +271,52 @@ def demo_cmd(
             progress=lambda n: pb.update(0, advance=n),
         )
     report_build(built)
+    if head_epochs:
+        from shapelatent.data.occupancy import add_occupancy
+
+        with bar("occupancy", count) as pb:
+            add_occupancy(data, queries=4096, seed=seed, progress=lambda n: pb.update(0, advance=n))
     cfg = RunConfig(model=ModelConfig(predict_normals=True), train=TrainConfig(epochs=epochs, seed=seed, device="cpu"))
     result = _train_with_progress(data, out, cfg, resume=False, force=force)
-    fig = reconstruction_figure(out, data, out / "reconstructions.png")
     _print_run(result)
-    console.print(f"  {fig}")
-    console.print(f"dataset: [bold]{data}[/]  ({built.built} chairs)")
+    model_run = out
+    if head_epochs:
+        from shapelatent.models.implicit import ImplicitConfig
+        from shapelatent.train.implicit import ImplicitTrainConfig, train_implicit
+
+        head = ImplicitConfig(kind="film", hidden=128, blocks=4, fourier=4)
+        hcfg = ImplicitTrainConfig(epochs=head_epochs, batch_size=50, queries=512, lr=1e-3, seed=seed)
+        with bar("occupancy head", head_epochs) as pb:
+            hres = train_implicit(
+                out, data, out / "head", head, hcfg, force=True, on_epoch=lambda r: pb.update(0, completed=r["epoch"])
+            )
+        model_run = out / "head"
+        emit(
+            f"occupancy head: test IoU {hres.summary.get('test_iou', float('nan')):.3f}; model with the head in "
+            f"[bold]{model_run}[/]"
+        )
+    fig = reconstruction_figure(model_run, data, out / "reconstructions.png")
+    emit(f"  {fig}")
+    emit(f"dataset: [bold]{data}[/]  ({built.built} chairs)")
     with bar("latent space", 3) as pb:
-        latent = latent_tour(out, data, seed=seed, progress=lambda: pb.update(0, advance=1))
-    console.print(
+        latent = latent_tour(out, data, seed=seed, progress=lambda: pb.update(0, advance=1), model_run=model_run)
+    emit(
         f"store: [bold]{latent['store']}[/] ({latent['codes']} codes); class precision@5 {latent['precision_at_5']:.2f}"
     )
-    console.print(f"neighbours of {latent['query']}: {', '.join(latent['neighbors'])}")
-    console.print(f"  {latent['gallery']}")
-    console.print(
+    emit(f"neighbours of {latent['query']}: {', '.join(latent['neighbors'])}")
+    emit(f"  {latent['gallery']}")
+    emit(
         f"interpolation {latent['interpolation']['from']} → {latent['interpolation']['to']} "
         f"({latent['interpolation']['class']}): class consistency "
         f"{latent['interpolation']['class_consistency']:.0%}, "
         f"{latent['interpolation']['meshed']} meshes in [bold]{latent['interpolation']['dir']}[/]"
     )
     for key in ("render_png", "render_gif", "points_png", "meshes_png"):
-        console.print(f"  {latent['interpolation'][key]}")
+        emit(f"  {latent['interpolation'][key]}")
     from viewers.report import write_report
 
-    console.print(f"report: [bold]{write_report(out)}[/] (self-contained HTML)")
-    console.print(f"demo finished in {time.perf_counter() - t0:.0f} s")
+    emit(f"report: [bold]{write_report(out)}[/] (self-contained HTML)")
+    emit(f"demo finished in {time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,27 +13,33 @@ import itertools
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
 from shapelatent.data.format import DatasetWriter
 from shapelatent.data.normalize import Normalization
 from shapelatent.data.sampling import SampledCloud, sample_surface
+from shapelatent.data.sources.registry import SourceOption
 from shapelatent.errors import MeshReadError, ShapelatentError
 from shapelatent.io.atomic import atomic_write_json
 from shapelatent.io.meshes import POINT_READERS, read_mesh, read_points, supported_mesh_extensions
 from shapelatent.provenance import provenance
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_MAX_FACES",
+    "MAX_FACES_OPTION",
     "BuildItem",
+    "BuildOptions",
     "BuildResult",
     "Progress",
     "SamplingConfig",
@@ -46,6 +52,10 @@ __all__ = [
 Progress = Callable[[int], None]
 #: Meshes with more faces than this are skipped (reported), so one huge file cannot exhaust memory.
 DEFAULT_MAX_FACES = 2_000_000
+#: The ``--max-faces`` option of the sources that read meshes.
+MAX_FACES_OPTION = SourceOption(
+    "max_faces", int, "Skip (and report) meshes with more faces than this.", DEFAULT_MAX_FACES
+)
 KINDS = ("auto", "mesh", "points")
 
 
@@ -132,6 +142,36 @@ class BuildResult:
     path: Path
     built: int
     skipped: list[dict[str, str]]
+
+
+class BuildOptions(TypedDict, total=False):
+    """The options every source's build function takes besides its own, passed on to :func:`build_items`.
+
+    Attributes:
+        sampling: points per shape and normalisation (default: 2048 points, seeded by the build's seed).
+        split_fractions: train/val/test fractions of the seeded split, for items without a fixed split
+            (default 0.8/0.1/0.1).
+        max_faces: meshes with more faces are skipped and reported (default :data:`DEFAULT_MAX_FACES`).
+        force: replace an existing dataset at ``out`` once the new one is complete (default False).
+        workers: processes (default: all cores).
+        on_start: called once, before the first ``progress`` call, with the number of items the build will
+            count (a progress bar's total); input errors are raised before it.
+        progress: called with the number of items done since the last call.
+    """
+
+    sampling: SamplingConfig | None
+    split_fractions: dict[str, float] | None
+    max_faces: int
+    force: bool
+    workers: int | None
+    on_start: Progress | None
+    progress: Progress | None
+
+
+def _check_options(options: Mapping[str, object]) -> None:
+    unknown = sorted(set(options) - set(BuildOptions.__annotations__))
+    if unknown:
+        raise TypeError(f"unexpected build options {unknown}; expected some of {sorted(BuildOptions.__annotations__)}")
 
 
 def estimate_normals(points: np.ndarray, k: int = 16) -> np.ndarray:
@@ -277,14 +317,9 @@ def build_items(
     out: str | os.PathLike[str],
     *,
     source: dict[str, Any],
-    sampling: SamplingConfig | None = None,
     split_seed: int = 0,
-    split_fractions: dict[str, float] | None = None,
     pre_skipped: Sequence[dict[str, str]] = (),
-    max_faces: int = DEFAULT_MAX_FACES,
-    force: bool = False,
-    workers: int | None = None,
-    progress: Progress | None = None,
+    **options: Unpack[BuildOptions],
 ) -> BuildResult:
     """Sample every item and write a dataset folder.
 
@@ -294,26 +329,29 @@ def build_items(
             an exception (Ctrl-C included) removes its ``.partial`` folder; one killed outright leaves it, and
             the next run replaces it. Either way ``out`` is never half-written.
         source: what the items came from, stored under ``source`` in ``dataset.json``.
-        sampling: points per shape and normalisation.
-        split_seed: seeds the split of items without a fixed one.
-        split_fractions: train/val/test fractions for those (default 0.8/0.1/0.1).
+        split_seed: seeds the split of items without a fixed one (and the sampling when ``sampling`` is
+            not given).
         pre_skipped: inputs the source already rejected (``{"source", "reason"}``), kept in the report.
-        max_faces: meshes with more faces are skipped.
-        force: replace an existing dataset at ``out`` once the new one is complete.
-        workers: processes (default: all cores).
-        progress: called with the number of items done since the last call.
+        **options: :class:`BuildOptions` (sampling, split fractions, max faces, force, workers, on_start with
+            ``len(items)``, progress).
 
     Raises:
         OutputExistsError: ``out`` exists and ``force`` is False.
         DatasetFormatError: not one item could be built (the report in ``out.partial`` lists why).
+        TypeError: an option that :class:`BuildOptions` does not name.
     """
-    cfg = sampling or SamplingConfig(seed=split_seed)
-    fractions = split_fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
+    _check_options(options)
+    cfg = options.get("sampling") or SamplingConfig(seed=split_seed)
+    fractions = options.get("split_fractions") or {"train": 0.8, "val": 0.1, "test": 0.1}
+    max_faces = options.get("max_faces", DEFAULT_MAX_FACES)
+    progress = options.get("progress")
     tasks = [(item, i, cfg, max_faces) for i, item in enumerate(items)]
-    with DatasetWriter(Path(out), cfg.num_points, force=force) as writer:
+    with DatasetWriter(Path(out), cfg.num_points, force=options.get("force", False)) as writer:
+        if on_start := options.get("on_start"):
+            on_start(len(items))
         for s in pre_skipped:
             writer.skip(s["source"], s["reason"])
-        for item, cloud, result in parallel_map(_item_task, tasks, default_workers(workers)):
+        for item, cloud, result in parallel_map(_item_task, tasks, default_workers(options.get("workers"))):
             if cloud is None:
                 logger.warning("skipped %s: %s", item.path, result)
                 writer.skip(item.path, result)

@@ -55,6 +55,9 @@ class EvalConfig:
         device: torch device for the model and the Chamfer searches.
         k: neighbours of class precision@k.
         barycenter_steps: Adam steps of the Chamfer barycentre (the mean training shape).
+        mesh_shapes: evaluated shapes whose meshes (implicit, Poisson on decoded points, Poisson on the true points)
+            are compared with the true source mesh (``shapelatent.evaluate.meshes``); 0 skips the mesh metrics.
+        archives: Sweet Home 3D libraries the dataset was built from (their rows name the archive only).
         The other fields tune the steps (batch sizes, l-GMM, barycentre, interpolation pairs, pictures).
     """
 
@@ -77,6 +80,8 @@ class EvalConfig:
     interpolation_pairs: int = 10
     interpolation_steps: int = 8
     num_sample_pictures: int = 8
+    mesh_shapes: int = 16
+    archives: tuple[str, ...] = ()
 
     def validate(self) -> None:
         """Check the options against their allowed values (raises ``ValueError`` naming the option)."""

@@ -167,6 +167,7 @@ def interpolation_consistency(
         path = latent_path([codes[a], codes[b]], steps)
         points, _ = decode_codes(loaded, path.codes)
         predicted = classify_points(loaded, ref, points, k=k)
+        assert predicted is not None  # None only for an unlabelled reference, skipped above
         share = sum(p == classes[a] for p in predicted) / len(predicted)
         rows.append({"a": int(a), "b": int(b), "class": classes[a], "consistency": float(share)})
     return {**out, "pairs": len(rows), "value": float(np.mean([r["consistency"] for r in rows])), "per_pair": rows}

@@ -1,4 +1,5 @@
-"""Writing an evaluation: ``evaluation.json``, ``evaluation.md``, ``provenance.json`` and ``samples.png``."""
+"""Writing an evaluation: ``evaluation.json``, ``evaluation.md``, ``provenance.json`` and, given a drawer,
+``samples.png``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from shapelatent.errors import OutputExistsError
 from shapelatent.evaluate.config import Evaluation
+from shapelatent.viz.drawer import StripDrawer
 
 __all__ = ["check_out", "write_evaluation"]
 
@@ -25,11 +27,15 @@ def check_out(out: Path, force: bool) -> None:
         )
 
 
-def write_evaluation(evaluation: Evaluation, out: str | os.PathLike[str], *, force: bool = False) -> Path:
+def write_evaluation(
+    evaluation: Evaluation, out: str | os.PathLike[str], *, force: bool = False, draw: StripDrawer | None = None
+) -> Path:
     """Write ``evaluation.json``, ``evaluation.md``, ``provenance.json`` and ``samples.png`` into ``out``.
 
     Every file is written atomically, ``evaluation.json`` last (its presence means the others are complete).
-    With ``force`` only these four files are replaced; nothing else in ``out`` is touched.
+    With ``force`` only these four files are replaced; nothing else in ``out`` is touched. ``samples.png`` (the
+    decoded l-GMM samples in a row) is drawn by ``draw`` (the CLI passes ``viewers.render.render_strip``; see
+    :class:`shapelatent.viz.drawer.StripDrawer`); without a drawer it is not written.
 
     Raises:
         OutputExistsError: ``out`` exists and is not empty, without ``force``.
@@ -37,21 +43,18 @@ def write_evaluation(evaluation: Evaluation, out: str | os.PathLike[str], *, for
     from shapelatent.evaluate.tables import to_markdown
     from shapelatent.io.atomic import atomic_write_json, atomic_write_text
     from shapelatent.provenance import provenance
-    from shapelatent.viz.figures import plot_point_grid
 
     out = Path(out)
     check_out(out, force)
     out.mkdir(parents=True, exist_ok=True)
     result = evaluation.result
-    if len(evaluation.samples):
-        plot_point_grid(
-            [list(evaluation.samples)],
+    if len(evaluation.samples) and draw is not None:
+        draw(
+            list(evaluation.samples),
+            evaluation.sample_titles,
             out / "samples.png",
-            col_titles=evaluation.sample_titles,
-            title=(
-                f"l-GMM samples ({result['generation']['gmm']['components']} components; "
-                f"class: {result['protocol']['config']['k']}-NN vote of the training codes)"
-            ),
+            f"l-GMM samples ({result['generation']['gmm']['components']} components; "
+            f"class: {result['protocol']['config']['k']}-NN vote of the training codes)",
         )
     atomic_write_text(out / "evaluation.md", to_markdown(result))
     protocol = result["protocol"]

@@ -1,8 +1,9 @@
 """Evaluate a trained run on a dataset split: reconstruction, baselines, l-GMM generation and latent metrics.
 
 :func:`evaluate_run` computes everything and returns it as a JSON-ready record plus the decoded samples;
-:func:`write_evaluation` writes ``evaluation.json``, ``evaluation.md``, ``provenance.json`` and
-``samples.png`` into an output folder; :func:`run_evaluation` does both (``shapelatent evaluate``).
+:func:`write_evaluation` writes ``evaluation.json``, ``evaluation.md``, ``provenance.json`` and (drawn by the
+``draw`` it is given) ``samples.png`` into an output folder; :func:`run_evaluation` does both (``shapelatent
+evaluate``).
 
 Protocol, on the evaluated shapes (a split, optionally restricted to some classes):
 
@@ -49,6 +50,7 @@ from shapelatent.latent.generate import LatentGMM
 from shapelatent.latent.store import model_fingerprint
 from shapelatent.models.load import LoadedModel, load_model
 from shapelatent.ops.chamfer import chamfer_distance
+from shapelatent.viz.drawer import StripDrawer
 
 __all__ = ["evaluate_run", "run_evaluation"]
 
@@ -293,6 +295,27 @@ def evaluate_run(
         row["a"], row["b"] = meta[ev_idx[row["a"]]]["id"], meta[ev_idx[row["b"]]]["id"]
     titles = sample_titles(loaded, gen_pts[: config.num_sample_pictures], tr_codes, tr_classes, config.k)
     lap("latent")
+    meshes = None
+    if config.mesh_shapes > 0:
+        from shapelatent.evaluate.meshes import mesh_quality, summarize_mesh_quality
+
+        pick = [int(i) for i in ev_idx[: config.mesh_shapes]]  # dataset rows
+        mesh_rows = mesh_quality(
+            loaded.model,
+            data_path,
+            pick,
+            archives=config.archives,
+            seed=config.seed,
+            progress=_staged(progress, "meshes"),
+        )
+        meshes = {
+            "n_shapes": len(pick),
+            "definition": "F-score at 1%/2% of the reference bbox diagonal (Tatarchenko et al. 2019); Chamfer-L1, "
+            "normal consistency and IoU as in Occupancy Networks; meshes vs the true source mesh, normalised frame",
+            "summary": summarize_mesh_quality(mesh_rows, by_class=True),
+            "per_shape": mesh_rows,
+        }
+        lap("meshes")
     if progress is not None:
         progress("done", 1, 1)
 
@@ -352,6 +375,7 @@ def evaluate_run(
             "train_vs_ref": {"n": len(subset), **train_metrics},
         },
         "latent": latent,
+        **({"meshes": meshes} if meshes is not None else {}),
         "per_shape": [
             {
                 "id": ids[i],
@@ -379,12 +403,14 @@ def run_evaluation(
     *,
     force: bool = False,
     progress: Progress | None = None,
+    draw: StripDrawer | None = None,
 ) -> tuple[Evaluation, Path]:
     """:func:`evaluate_run` then :func:`write_evaluation` into ``out`` (default :func:`default_out`).
 
-    The output folder is checked before any work, so a refusal to overwrite costs nothing.
+    The output folder is checked before any work, so a refusal to overwrite costs nothing. ``draw`` draws
+    ``samples.png`` (see :func:`write_evaluation`).
     """
     out_dir = Path(out) if out is not None else default_out(model_path)
     check_out(out_dir, force)
     evaluation = evaluate_run(model_path, data_path, config, progress=progress)
-    return evaluation, write_evaluation(evaluation, out_dir, force=force)
+    return evaluation, write_evaluation(evaluation, out_dir, force=force, draw=draw)

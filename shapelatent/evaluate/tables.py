@@ -135,7 +135,46 @@ def evaluation_tables(result: dict[str, Any]) -> list[Table]:
             "Higher is better.",
         )
     )
+    if "meshes" in result:
+        tables.append(_mesh_table(result["meshes"]))
     return tables
+
+
+_MESHER_LABELS = {
+    "implicit": "implicit head (MISE 128³)",
+    "poisson": "Poisson on decoded points",
+    "poisson_true": "Poisson on the true points (upper bound)",
+}
+
+
+def _mesh_table(meshes: dict[str, Any]) -> Table:
+    """Mesh quality per mesher, over all evaluated shapes."""
+    summ = meshes["summary"].get("all", {})
+    cols = ["mesher", "F@1%", "F@2%", "CD-L1 (×10²)", "normal cons.", "IoU", "watertight", "1 component", "s/mesh"]
+    rows = []
+    for key, label in _MESHER_LABELS.items():
+        m = summ.get(key)
+        if not m:
+            continue
+        rows.append(
+            [
+                label,
+                _num(m["fscore@1%"], 1.0, 3),
+                _num(m["fscore@2%"], 1.0, 3),
+                _num(m["chamfer_l1"], 100.0),
+                _num(m["normal_consistency"], 1.0, 3),
+                _num(m["iou"], 1.0, 3),
+                _num(m["watertight_share"], 100.0, 0) + "%" if m["watertight_share"] is not None else "-",
+                _num(m["one_component_share"], 100.0, 0) + "%" if m["one_component_share"] is not None else "-",
+                _num(m["seconds"], 1.0, 2),
+            ]
+        )
+    return Table(
+        f"Meshes ({meshes['n_shapes']} shapes) against the true meshes",
+        cols,
+        rows,
+        meshes["definition"] + ". Higher is better except CD-L1 and seconds.",
+    )
 
 
 def _md_cell(text: str) -> str:

@@ -38,12 +38,20 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write bytes atomically."""
-    return atomic_write(path, lambda p: p.write_bytes(data))
+
+    def write(p: Path) -> None:
+        p.write_bytes(data)
+
+    return atomic_write(path, write)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write UTF-8 text atomically."""
-    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+    def write(p: Path) -> None:
+        p.write_text(text, encoding="utf-8")
+
+    return atomic_write(path, write)
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:

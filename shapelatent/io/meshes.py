@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -182,10 +182,10 @@ def _read_ply_points(path: Path) -> PointCloud:
     vertices = np.asarray(getattr(loaded, "vertices", np.zeros((0, 3))), dtype=np.float32)
     normals = None
     ply_raw = loaded.metadata.get("_ply_raw", {}) if hasattr(loaded, "metadata") else {}
-    vert = ply_raw.get("vertex", {}).get("data") if isinstance(ply_raw, dict) else None
+    vert: Any = ply_raw.get("vertex", {}).get("data") if isinstance(ply_raw, dict) else None
     # binary PLY: a structured array; ASCII PLY: a dict of columns
     names = set(vert.dtype.names or ()) if hasattr(vert, "dtype") else set(vert) if isinstance(vert, dict) else set()
-    if {"nx", "ny", "nz"} <= names:
+    if vert is not None and {"nx", "ny", "nz"} <= names:
         normals = np.stack([np.asarray(vert[k]).ravel() for k in ("nx", "ny", "nz")], axis=1).astype(np.float32)
     return PointCloud(vertices, normals)
 

@@ -1,4 +1,4 @@
-"""From codes to files: decoded point clouds, meshes, a manifest and pictures.
+"""From codes to files: decoded point clouds and meshes for a manifest.
 
 Shared by ``interpolate``, ``sample``, ``arithmetic`` and the demo. A mesher failing on one decoded
 cloud is recorded in the manifest (with the reason) and the other shapes go on; the points are always
@@ -86,6 +86,8 @@ def write_shapes(
     mesher: str | None = "poisson",
     mesh_format: str = "ply",
     seed: int = 0,
+    codes: np.ndarray | None = None,
+    model: Any = None,
 ) -> list[dict[str, Any]]:
     """Write each decoded cloud as PLY and, unless ``mesher`` is None, its reconstructed mesh.
 
@@ -93,6 +95,10 @@ def write_shapes(
         names: S file stems.
         points: (S, P, 3).
         normals: (S, P, 3) or None (then the mesher estimates them).
+        mesher: a point mesher (``shapelatent.meshing.MESHERS``), ``implicit`` (the occupancy head of ``model`` on
+            ``codes``), or None for points only.
+        codes: (S, Z) the codes behind ``points``; needed by ``implicit``.
+        model: the autoencoder (with an occupancy head for ``implicit``).
 
     Returns:
         S manifest rows: ``points`` file, and ``mesh`` file with its statistics or ``mesh_error``.
@@ -110,7 +116,14 @@ def write_shapes(
             from shapelatent.meshing import MeshingConfig, reconstruct_mesh, save_mesh
 
             try:
-                res = reconstruct_mesh(points[i], nrm, MeshingConfig(method=mesher), seed=seed)
+                if mesher == "implicit":
+                    from shapelatent.latent.implicit_mesh import mesh_from_code
+
+                    if codes is None or model is None:
+                        raise ValueError("the implicit mesher needs the codes and the model")
+                    res = mesh_from_code(model, codes[i], points=points[i], seed=seed)
+                else:
+                    res = reconstruct_mesh(points[i], nrm, MeshingConfig(method=mesher), seed=seed)
             except ShapelatentError as exc:  # MeshingError: report it, keep the points, go on
                 logger.warning("%s: %s", name, exc)
                 row["mesh_error"] = str(exc)
@@ -127,13 +140,6 @@ def write_shapes(
                 )
         rows.append(row)
     return rows
-
-
-def load_meshes(out: Path, rows: Sequence[dict[str, Any]]) -> list[Any]:
-    """The meshes written by :func:`write_shapes` (None where meshing failed), as trimesh objects."""
-    import trimesh
-
-    return [trimesh.load(str(out / r["mesh"]), force="mesh", process=False) if "mesh" in r else None for r in rows]
 
 
 def store_for_model(

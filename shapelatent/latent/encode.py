@@ -17,6 +17,7 @@ from shapelatent.errors import DatasetFormatError, ShapelatentError
 from shapelatent.io.atomic import atomic_write_json
 from shapelatent.latent.store import LatentStore, model_fingerprint
 from shapelatent.models.load import LoadedModel, load_model
+from shapelatent.models.pointnet import PointCloudAutoencoder
 from shapelatent.pretrained import resolve_model_path
 from shapelatent.provenance import provenance
 
@@ -34,7 +35,10 @@ def model_sampling(loaded: LoadedModel) -> SamplingConfig:
 
 @torch.no_grad()
 def codes_for_points(
-    model: torch.nn.Module, points: np.ndarray, batch_size: int = 64, device: str | torch.device | None = None
+    model: PointCloudAutoencoder,
+    points: np.ndarray,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
 ) -> np.ndarray:
     """Encode normalised clouds.
 
@@ -113,6 +117,7 @@ def encode_to_store(
     workers: int | None = None,
     device: str = "cpu",
     progress: Progress | None = None,
+    id_prefix: str = "",
 ) -> tuple[LatentStore, list[dict[str, str]]]:
     """Encode files, folders and datasets into a store.
 
@@ -120,13 +125,23 @@ def encode_to_store(
     data was (P points, same normalisation, fixed seed, so encoding a file twice gives the same code);
     datasets are encoded from their stored points, which must have been sampled the same way.
 
+    Every check (the model, the datasets' sampling, ids that clash with the store or with each other) runs
+    before anything is encoded.
+
+    Args:
+        id_prefix: stored ids are ``id_prefix + id`` (the item's id in its dataset, or its file path); use it
+            to append a dataset whose ids are already in the store. The unprefixed id is kept as ``source_id``.
+
     Returns:
         the store, and the inputs that could not be encoded (``{"source", "reason"}``).
 
     Raises:
-        StoreError: ``append`` to a store made by another model.
+        StoreError: ``append`` to a store made by another model, or ids already in the store or repeated.
         DatasetFormatError: a dataset sampled differently from the model's training data.
+        ValueError: an ``id_prefix`` with whitespace or control characters.
     """
+    if any(c.isspace() or not c.isprintable() for c in id_prefix):
+        raise ValueError(f"--id-prefix must not contain whitespace or control characters; got {id_prefix!r}")
     loaded = load_model(model_path)
     cfg = model_sampling(loaded)
     fp = model_fingerprint(loaded.model)
@@ -144,8 +159,8 @@ def encode_to_store(
         store = LatentStore.create(out, latent_dim=model.config.latent_dim, model=model_info, force=force)
     failed: list[dict[str, str]] = []
 
-    for ds_path in resolved.datasets:
-        ds = ShapeDataset(ds_path)
+    datasets = [ShapeDataset(p) for p in resolved.datasets]
+    for ds_path, ds in zip(resolved.datasets, datasets, strict=True):
         ds_norm = ds.info.get("sampling", {}).get("normalization")
         if ds.num_points != cfg.num_points or ds_norm != cfg.normalization.to_dict():
             raise DatasetFormatError(
@@ -153,6 +168,10 @@ def encode_to_store(
                 f"P={cfg.num_points} and {cfg.normalization.to_dict()}; rebuild the dataset with those settings "
                 "or encode its source files instead."
             )
+    planned = [m["id"] for ds in datasets for m in ds.meta] + [item_id for item_id, _, _ in resolved.files]
+    store.check_new_ids([id_prefix + i for i in planned])  # fail before encoding anything
+
+    for ds in datasets:
         codes = []
         for start in range(0, len(ds), 1024):
             codes.append(codes_for_points(model, np.asarray(ds.points[start : start + 1024]), batch_size, device))
@@ -160,10 +179,11 @@ def encode_to_store(
                 progress(min(1024, len(ds) - start))
         store.append(
             np.concatenate(codes),
-            [m["id"] for m in ds.meta],
+            [id_prefix + m["id"] for m in ds.meta],
             [m["source"] for m in ds.meta],
             [m["class"] for m in ds.meta],
             [m["split"] for m in ds.meta],
+            source_ids=[m["id"] for m in ds.meta],
         )
 
     if resolved.files:
@@ -183,9 +203,15 @@ def encode_to_store(
                 if progress:
                     progress(1)
             if keep:
-                codes = codes_for_points(model, np.stack(clouds), batch_size, device)
-                store.append(codes, [k[0] for k in keep], [k[1] for k in keep], [k[2] for k in keep])
-    record = {"model": model_info, "inputs": [str(i) for i in inputs], "append": append}
+                file_codes = codes_for_points(model, np.stack(clouds), batch_size, device)
+                store.append(
+                    file_codes,
+                    [id_prefix + k[0] for k in keep],
+                    [k[1] for k in keep],
+                    [k[2] for k in keep],
+                    source_ids=[k[0] for k in keep],
+                )
+    record = {"model": model_info, "inputs": [str(i) for i in inputs], "append": append, "id_prefix": id_prefix}
     atomic_write_json(store.path / "provenance.json", provenance(record, cfg.seed))
     if len(store) == 0:
         reasons = "; ".join(f"{f['source']}: {f['reason']}" for f in failed[:3])

@@ -163,7 +163,7 @@ def project_codes(
         coords = TSNE(n_components=dims, perplexity=perp, init="pca", random_state=seed).fit_transform(x)
     else:
         try:
-            import umap  # type: ignore[import-not-found]
+            import umap
         except ImportError as exc:
             raise ImportError(
                 "method 'umap' needs the umap-learn package: pip install umap-learn (or use --method pca or tsne)."

@@ -21,15 +21,16 @@ Indexes:
 * ``faiss-ivf``: ``IndexIVFFlat`` with ``nlist`` k-means lists (default about ``4 sqrt(N)``, trained on a seeded
   sample) of which ``nprobe`` are scanned per query; approximate.
 
-The FAISS indexes need the ``faiss`` extra (``pip install 'shapelatent[faiss]'``). An approximate index can
-find fewer than K neighbours (an IVF whose ``nprobe`` lists hold fewer than K codes); those slots hold index
--1 and distance ``inf`` at the end of the row, and a warning is logged.
+The exact search lives in ``retrieval_exact`` and the FAISS indexes in ``retrieval_faiss``; this module
+validates input, dispatches, and holds the retrieval metrics. The FAISS indexes need the ``faiss`` extra
+(``pip install 'shapelatent[faiss]'``). An approximate index can find fewer than K neighbours (an IVF
+whose ``nprobe`` lists hold fewer than K codes); those slots hold index -1 and distance ``inf`` at the end
+of the row, and a warning is logged.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -37,7 +38,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from shapelatent.errors import BackendUnavailableError
+from shapelatent.latent.retrieval_exact import exact_distances, exact_neighbours
+from shapelatent.latent.retrieval_faiss import FaissIndex, default_nlist
 
 __all__ = [
     "INDEXES",
@@ -55,18 +57,6 @@ logger = logging.getLogger(__name__)
 METRICS = ("euclidean", "cosine")
 INDEXES = ("exact", "faiss-flat", "faiss-hnsw", "faiss-ivf")
 
-#: Bytes of one (queries, store block) score matrix of the exact search. On 2 CPU cores (N = 1M, Z = 128,
-#: 1024 queries) a cache-sized 4 MiB block (1024 x 1024) searched 1.6x faster than 64 MiB (1024 x 16384).
-_BLOCK_BYTES = 4 * 2**20
-#: Query blocks at least this large fold ||x||^2 into the matmul (one more column) instead of adding it after.
-_AUGMENT_MIN_QUERIES = 64
-#: Queries per block of the exact search (at least this many share one pass over the store).
-_QUERY_BLOCK = 1024
-#: Neighbour rows gathered at a time when recomputing distances ((rows, Z) float32: 64 MiB at Z = 128).
-_GATHER_ROWS = 2**17
-#: Training points per IVF list (FAISS warns below 39).
-_IVF_TRAIN_PER_LIST = 40
-
 
 class SearchResult(NamedTuple):
     """The K nearest store items of each of M queries, nearest first.
@@ -79,17 +69,6 @@ class SearchResult(NamedTuple):
 
     indices: np.ndarray
     distances: np.ndarray
-
-
-def _faiss(index: str) -> Any:
-    try:
-        import faiss
-    except ImportError as exc:
-        raise BackendUnavailableError(
-            f"index {index!r} needs FAISS, which does not import ({exc}); install it with "
-            "`pip install 'shapelatent[faiss]'`, or use index='exact'."
-        ) from exc
-    return faiss
 
 
 def _check_choice(value: str, name: str, allowed: tuple[str, ...]) -> str:
@@ -118,35 +97,6 @@ def _unit_rows(x: np.ndarray, what: str) -> np.ndarray:
             "undefined for a zero vector, use metric='euclidean'."
         )
     return np.ascontiguousarray(x / norms, dtype=np.float32)
-
-
-def _sort_rows(dist: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sort each row by (distance, index): by index first, then stably by distance."""
-    order = torch.argsort(idx, dim=1)
-    dist, idx = dist.gather(1, order), idx.gather(1, order)
-    order = torch.sort(dist, dim=1, stable=True).indices
-    return dist.gather(1, order), idx.gather(1, order)
-
-
-def _block_topk(score: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k smallest scores of each row, ties at the k-th place going to the lower column.
-
-    Args:
-        score: (M, N') float32, k <= N'.
-
-    Returns:
-        (M, k) scores and (M, k) int64 column indices.
-    """
-    n = score.shape[1]
-    if k >= n:
-        return score, torch.arange(n, device=score.device).expand(score.shape[0], n)
-    vals, cols = torch.topk(score, k + 1, dim=1, largest=False, sorted=True)  # one extra to detect ties
-    tied = vals[:, k] == vals[:, k - 1]  # (M,) equal scores straddle the k-th place: the set is ambiguous
-    if bool(tied.any()):
-        rows = torch.nonzero(tied)[:, 0]
-        sub_vals, sub_cols = torch.sort(score[rows], dim=1, stable=True)  # stable: equal scores by column
-        vals[rows], cols[rows] = sub_vals[:, : k + 1], sub_cols[:, : k + 1]
-    return vals[:, :k], cols[:, :k]
 
 
 class NeighborIndex:
@@ -216,45 +166,28 @@ class NeighborIndex:
         self.ef_search = _check_positive_int(ef_search, "ef_search")
         self.nprobe = _check_positive_int(nprobe, "nprobe")
         self.seed = int(seed)
-        if nlist is None:  # 4 sqrt(N), but no fewer than the training points FAISS asks for per list
-            nlist = max(1, min(round(4 * math.sqrt(self.num_items)), self.num_items // _IVF_TRAIN_PER_LIST))
+        if nlist is None:
+            nlist = default_nlist(self.num_items)
         self.nlist = _check_positive_int(nlist, "nlist")
         if self.index == "faiss-ivf" and self.nlist > self.num_items:
             raise ValueError(
                 f"nlist={self.nlist} is more lists than the store has codes ({self.num_items}); use nlist <= N."
             )
-        self._faiss_index: Any = None
+        self._faiss_index: FaissIndex | None = None
         if self.index == "exact":
             self._t = torch.from_numpy(self._x).to(self.device)  # (N, Z)
             # (N,) squared norms, without an (N, Z) temporary
             self._t_sq = torch.linalg.vector_norm(self._t, dim=1).square_() if self.metric == "euclidean" else None
         else:
-            self._faiss_index = self._build_faiss()
-
-    # ------------------------------------------------------------------ building
-    def _build_faiss(self) -> Any:
-        faiss = _faiss(self.index)
-        z = self.latent_dim
-        ip = self.metric == "cosine"
-        faiss_metric = faiss.METRIC_INNER_PRODUCT if ip else faiss.METRIC_L2
-        if self.index == "faiss-flat":
-            idx = faiss.IndexFlatIP(z) if ip else faiss.IndexFlatL2(z)
-        elif self.index == "faiss-hnsw":
-            idx = faiss.IndexHNSWFlat(z, self.hnsw_m, faiss_metric)
-            idx.hnsw.efConstruction = self.ef_construction
-        else:
-            quantizer = faiss.IndexFlatIP(z) if ip else faiss.IndexFlatL2(z)
-            idx = faiss.IndexIVFFlat(quantizer, z, self.nlist, faiss_metric)
-            idx.cp.seed = self.seed
-            idx.cp.spherical = ip
-            n_train = min(self.num_items, _IVF_TRAIN_PER_LIST * self.nlist)
-            rng = np.random.default_rng(self.seed)
-            sample = np.sort(rng.choice(self.num_items, n_train, replace=False))
-            idx.train(np.ascontiguousarray(self._x[sample]))
-            self._quantizer = quantizer  # the IVF index does not own its quantizer: keep it alive
-        idx.add(self._x)
-        logger.debug("built %s (%s) over %d codes of Z=%d", self.index, self.metric, self.num_items, z)
-        return idx
+            self._faiss_index = FaissIndex(
+                self._x,
+                self.metric,
+                self.index,
+                hnsw_m=self.hnsw_m,
+                ef_construction=self.ef_construction,
+                nlist=self.nlist,
+                seed=self.seed,
+            )
 
     # ------------------------------------------------------------------ searching
     def _check_queries(self, queries: np.ndarray) -> np.ndarray:
@@ -329,12 +262,12 @@ class NeighborIndex:
         if m == 0:
             return SearchResult(np.zeros((0, k), np.int64), np.zeros((0, k), np.float32))
         if self._faiss_index is None:
-            idx = self._search_exact(q, kk)
+            idx = exact_neighbours(self._t, self._t_sq, q, kk)
         else:
-            idx = self._search_faiss(q, kk)
+            idx = self._faiss_index.search(q, kk, ef_search=self.ef_search, nprobe=self.nprobe)
         if excl is not None:
             idx = _drop_excluded(idx, excl)
-        dist, idx = self._exact_distances(q, idx)
+        dist, idx = exact_distances(self._raw, self._x, q, idx, self.metric)
         found = (idx >= 0).all(axis=1)
         if not found.all():
             logger.warning(
@@ -346,66 +279,6 @@ class NeighborIndex:
                 "raise nprobe" if self.index == "faiss-ivf" else "raise ef_search",
             )
         return SearchResult(idx, dist)
-
-    @torch.no_grad()
-    def _search_exact(self, q: np.ndarray, k: int) -> np.ndarray:
-        """(M, k) int64 exact neighbour indices (set exact, order fixed later)."""
-        x, x_sq, n = self._t, self._t_sq, self.num_items
-        qt = torch.from_numpy(q).to(self.device)  # (M, Z)
-        out = []
-        for qs in range(0, len(qt), _QUERY_BLOCK):
-            # Scores that rank like the distance, from one matmul per block: euclidean: [-2q, 1].[x, ||x||^2]
-            # = ||x||^2 - 2 q.x (||q - x||^2 less ||q||^2, the same along a row); cosine on unit vectors: -q.x.
-            # With few queries the matmul is memory-bound: add ||x||^2 to the small score matrix instead.
-            qb = qt[qs : qs + _QUERY_BLOCK]
-            augment = x_sq is not None and len(qb) >= _AUGMENT_MIN_QUERIES
-            if augment:
-                qb = torch.cat([-2.0 * qb, torch.ones_like(qb[:, :1])], dim=1)  # (m, Z + 1)
-            else:
-                qb = qb * (-2.0 if x_sq is not None else -1.0)
-            rows = max(k, _BLOCK_BYTES // (4 * len(qb)))
-            best: tuple[torch.Tensor, torch.Tensor] | None = None  # (m, k) scores and indices so far
-            for s in range(0, n, rows):
-                xb = x[s : s + rows]
-                sq = x_sq[s : s + rows] if x_sq is not None else None
-                if augment and sq is not None:
-                    xb = torch.cat([xb, sq[:, None]], dim=1)  # (rows, Z + 1), built per block
-                score = torch.mm(qb, xb.T)  # (m, rows)
-                if sq is not None and not augment:
-                    score.add_(sq)
-                vals, cols = _block_topk(score, min(k, len(xb)))
-                cols = cols + s
-                if best is not None:
-                    vals, cols = _sort_rows(torch.cat([best[0], vals], 1), torch.cat([best[1], cols], 1))
-                best = (vals[:, :k], cols[:, :k])
-            assert best is not None  # n >= 1: at least one block
-            out.append(best[1].cpu())
-        return torch.cat(out).numpy().astype(np.int64, copy=False)
-
-    def _search_faiss(self, q: np.ndarray, k: int) -> np.ndarray:
-        if self.index == "faiss-hnsw":
-            self._faiss_index.hnsw.efSearch = max(self.ef_search, k)
-        elif self.index == "faiss-ivf":
-            self._faiss_index.nprobe = min(self.nprobe, self.nlist)
-        _, idx = self._faiss_index.search(q, k)
-        return np.asarray(idx, dtype=np.int64)
-
-    def _exact_distances(self, q: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distances of the chosen neighbours computed directly, rows sorted by (distance, index)."""
-        valid = idx >= 0  # (M, K)
-        safe = np.where(valid, idx, 0)
-        dist = np.empty(idx.shape, dtype=np.float32)
-        step = max(1, _GATHER_ROWS // max(1, idx.shape[1]))  # queries per chunk: (chunk, K, Z) stays small
-        for s in range(0, len(idx), step):
-            rows = safe[s : s + step]
-            if self.metric == "euclidean":
-                diff = self._raw[rows] - q[s : s + step, None, :]  # (m, K, Z)
-                dist[s : s + step] = np.sqrt(np.einsum("mkz,mkz->mk", diff, diff))
-            else:
-                dist[s : s + step] = np.clip(1.0 - np.einsum("mkz,mz->mk", self._x[rows], q[s : s + step]), 0.0, 2.0)
-        dist[~valid] = np.inf
-        order = np.lexsort((np.where(valid, idx, np.iinfo(np.int64).max), dist), axis=1)  # by dist, then index
-        return np.take_along_axis(dist, order, 1), np.take_along_axis(idx, order, 1)
 
 
 def _drop_excluded(idx: np.ndarray, excl: np.ndarray) -> np.ndarray:

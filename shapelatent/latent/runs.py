@@ -1,7 +1,9 @@
 """The latent-space jobs behind the CLI: interpolate, sample (l-GMM), arithmetic.
 
 Each writes into an output folder: decoded points (PLY), meshes, ``manifest.json`` (codes, files, mesh
-statistics or errors), pictures, and ``provenance.json``.
+statistics or errors), ``provenance.json`` and, when given a drawer (``draw``, see
+:class:`shapelatent.viz.drawer.StripDrawer`; the CLI passes ``viewers.render.render_strip``), two pictures:
+``<stem>_points.png`` (the decoded points) and ``<stem>_meshes.png`` (the meshes that were built).
 """
 
 from __future__ import annotations
@@ -10,25 +12,24 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from shapelatent.errors import OutputExistsError, StoreError
 from shapelatent.io.atomic import atomic_write_json
-from shapelatent.latent.decode import decode_codes, load_meshes, resolve_shape, store_for_model, write_shapes
+from shapelatent.latent.decode import decode_codes, resolve_shape, store_for_model, write_shapes
 from shapelatent.latent.encode import codes_for_points
 from shapelatent.latent.generate import LatentGMM, evaluate_expression, parse_expression
+from shapelatent.latent.implicit_mesh import resolve_mesher
 from shapelatent.latent.interpolate import latent_path
-from shapelatent.latent.store import LatentStore
 from shapelatent.models.load import LoadedModel, load_model
 from shapelatent.provenance import provenance
-from shapelatent.viz.figures import plot_point_grid
-from shapelatent.viz.meshplot import render_mesh_grid
+from shapelatent.viz.drawer import StripDrawer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["classify_points", "run_arithmetic", "run_interpolation", "run_sampling"]
+__all__ = ["LabelledCodes", "classify_points", "run_arithmetic", "run_interpolation", "run_sampling"]
 
 
 def _prepare_out(out: str | os.PathLike[str], force: bool) -> Path:
@@ -40,21 +41,40 @@ def _prepare_out(out: str | os.PathLike[str], force: bool) -> Path:
 
 
 def _pictures(
-    out: Path, stem: str, points: np.ndarray, rows: list[dict[str, Any]], titles: Sequence[str], title: str
+    draw: StripDrawer | None,
+    out: Path,
+    stem: str,
+    points: np.ndarray,
+    rows: list[dict[str, Any]],
+    titles: Sequence[str],
+    title: str,
 ) -> dict[str, str]:
-    pics = {
-        "points_png": plot_point_grid([list(points)], out / f"{stem}_points.png", col_titles=titles, title=title).name
-    }
-    meshes = load_meshes(out, rows)
-    ok = [(m, t) for m, t in zip(meshes, titles, strict=True) if m is not None]
+    """``<stem>_points.png`` of the (B, P, 3) decoded points and ``<stem>_meshes.png`` of the meshes built (manifest
+    keys ``points_png``, ``meshes_png``); nothing without a drawer."""
+    if draw is None:
+        return {}
+    pics = {"points_png": draw(list(points), titles, out / f"{stem}_points.png", title).name}
+    ok = [(out / r["mesh"], t) for r, t in zip(rows, titles, strict=True) if "mesh" in r]
     if ok:
-        pics["meshes_png"] = render_mesh_grid(
-            [m for m, _ in ok], [t for _, t in ok], out / f"{stem}_meshes.png", ncols=len(ok)
-        ).name
+        pics["meshes_png"] = draw([m for m, _ in ok], [t for _, t in ok], out / f"{stem}_meshes.png", None).name
     return pics
 
 
-def classify_points(loaded: LoadedModel, store: LatentStore | None, points: np.ndarray, k: int = 5) -> list[str] | None:
+class LabelledCodes(Protocol):
+    """Codes with a class each, such as a :class:`~shapelatent.latent.store.LatentStore`."""
+
+    @property
+    def codes(self) -> np.ndarray: ...  # (N, Z) float
+
+    @property
+    def classes(self) -> Sequence[str]: ...  # N class names, "" for none
+
+    def __len__(self) -> int: ...
+
+
+def classify_points(
+    loaded: LoadedModel, store: LabelledCodes | None, points: np.ndarray, k: int = 5
+) -> list[str] | None:
     """Class of each (B, P, 3) decoded cloud by re-encoding it and voting among its k nearest store codes
     (None when the store is missing or unlabelled)."""
     if store is None or not any(store.classes):
@@ -73,16 +93,18 @@ def run_interpolation(
     steps: int = 8,
     method: str = "linear",
     store_path: str | os.PathLike[str] | None = None,
-    mesher: str | None = "poisson",
+    mesher: str | None = "auto",
     mesh_format: str = "ply",
     force: bool = False,
     seed: int = 0,
+    draw: StripDrawer | None = None,
 ) -> dict[str, Any]:
     """Interpolate between two or more shapes (store ids or files) and write every step as points and mesh.
 
     Steps 0 and S-1 of each segment are the endpoints' own reconstructions. With a store, each decoded
     step is re-encoded and classified by its nearest store codes; ``class_consistency`` is the share of
-    steps whose class is the endpoints' (when both endpoints share a class).
+    steps whose class is the endpoints' (when both endpoints share a class). With ``draw``, the pictures
+    ``strip_points.png`` and ``strip_meshes.png`` (module docstring).
 
     Returns:
         the manifest (also written to ``out/manifest.json``).
@@ -90,6 +112,7 @@ def run_interpolation(
     if len(refs) < 2:
         raise ValueError(f"interpolation needs at least two shapes (A B); got {len(refs)}")
     loaded = load_model(model_path)
+    mesher = resolve_mesher(mesher, loaded.model, str(model_path))
     store = store_for_model(store_path, loaded, str(model_path))
     shapes = [resolve_shape(r, loaded, store, str(model_path)) for r in refs]
     for a, b in zip(refs, refs[1:], strict=False):
@@ -99,7 +122,17 @@ def run_interpolation(
     out_dir = _prepare_out(out, force)
     points, normals = decode_codes(loaded, path.codes)
     names = [f"step_{i:02d}" for i in range(len(path.codes))]
-    rows = write_shapes(out_dir, names, points, normals, mesher=mesher, mesh_format=mesh_format, seed=seed)
+    rows = write_shapes(
+        out_dir,
+        names,
+        points,
+        normals,
+        mesher=mesher,
+        mesh_format=mesh_format,
+        seed=seed,
+        codes=path.codes,
+        model=loaded.model,
+    )
     predicted = classify_points(loaded, store, points)
     for i, row in enumerate(rows):
         row.update(step=i, segment=int(path.segment[i]), t=round(float(path.t[i]), 6), code=path.codes[i].tolist())
@@ -122,7 +155,7 @@ def run_interpolation(
         cls = end_classes.pop()
         manifest["class_consistency"] = sum(p == cls for p in predicted) / len(predicted)
     manifest["meshing"] = _mesh_summary(rows)
-    manifest.update(_pictures(out_dir, "strip", points, rows, titles, f"{method} interpolation"))
+    manifest.update(_pictures(draw, out_dir, "strip", points, rows, titles, f"{method} interpolation"))
     atomic_write_json(out_dir / "manifest.json", manifest)
     atomic_write_json(
         out_dir / "provenance.json",
@@ -159,13 +192,15 @@ def run_sampling(
     covariance: str = "full",
     cls: str | None = None,
     split: str | None = "train",
-    mesher: str | None = "poisson",
+    mesher: str | None = "auto",
     mesh_format: str = "ply",
     force: bool = False,
     seed: int = 0,
+    draw: StripDrawer | None = None,
 ) -> dict[str, Any]:
     """Fit the l-GMM on the store's (training) codes, optionally of one class, and decode n new shapes."""
     loaded = load_model(model_path)
+    mesher = resolve_mesher(mesher, loaded.model, str(model_path))
     store = store_for_model(store_path, loaded, str(model_path))
     if store is None:
         raise ValueError("l-GMM sampling needs --store")
@@ -182,7 +217,17 @@ def run_sampling(
     out_dir = _prepare_out(out, force)
     points, normals = decode_codes(loaded, codes)
     names = [f"sample_{i:02d}" for i in range(n)]
-    rows = write_shapes(out_dir, names, points, normals, mesher=mesher, mesh_format=mesh_format, seed=seed)
+    rows = write_shapes(
+        out_dir,
+        names,
+        points,
+        normals,
+        mesher=mesher,
+        mesh_format=mesh_format,
+        seed=seed,
+        codes=codes,
+        model=loaded.model,
+    )
     predicted = classify_points(loaded, store, points)
     for i, row in enumerate(rows):
         row.update(index=i, code=codes[i].tolist())
@@ -199,7 +244,8 @@ def run_sampling(
         "meshing": _mesh_summary(rows),
     }
     titles = [f"#{i}" + (f" ({predicted[i]})" if predicted else "") for i in range(n)]
-    manifest.update(_pictures(out_dir, "samples", points, rows, titles, f"l-GMM samples ({components} components)"))
+    title = f"l-GMM samples ({components} components)"
+    manifest.update(_pictures(draw, out_dir, "samples", points, rows, titles, title))
     atomic_write_json(out_dir / "manifest.json", manifest)
     atomic_write_json(
         out_dir / "provenance.json",
@@ -216,13 +262,15 @@ def run_arithmetic(
     out: str | os.PathLike[str],
     *,
     store_path: str | os.PathLike[str] | None = None,
-    mesher: str | None = "poisson",
+    mesher: str | None = "auto",
     mesh_format: str = "ply",
     force: bool = False,
     seed: int = 0,
+    draw: StripDrawer | None = None,
 ) -> dict[str, Any]:
     """Decode ``A - B + C`` where terms are store ids, mesh files or ``mean:CLASS`` (mean code of a class)."""
     loaded = load_model(model_path)
+    mesher = resolve_mesher(mesher, loaded.model, str(model_path))
     store = store_for_model(store_path, loaded, str(model_path))
     terms = parse_expression(expression)
 
@@ -241,7 +289,17 @@ def run_arithmetic(
     out_dir = _prepare_out(out, force)
     points, normals = decode_codes(loaded, codes)
     names = [f"term_{i}" for i in range(len(terms))] + ["result"]
-    rows = write_shapes(out_dir, names, points, normals, mesher=mesher, mesh_format=mesh_format, seed=seed)
+    rows = write_shapes(
+        out_dir,
+        names,
+        points,
+        normals,
+        mesher=mesher,
+        mesh_format=mesh_format,
+        seed=seed,
+        codes=codes,
+        model=loaded.model,
+    )
     titles = [("−" if t.sign < 0 else "+" if i else "") + t.name for i, t in enumerate(terms)] + ["= result"]
     predicted = classify_points(loaded, store, points)
     for i, row in enumerate(rows):
@@ -254,7 +312,7 @@ def run_arithmetic(
         "shapes": rows,
         "meshing": _mesh_summary(rows),
     }
-    manifest.update(_pictures(out_dir, "arithmetic", points, rows, titles, expression))
+    manifest.update(_pictures(draw, out_dir, "arithmetic", points, rows, titles, expression))
     atomic_write_json(out_dir / "manifest.json", manifest)
     atomic_write_json(
         out_dir / "provenance.json", provenance({"model": str(model_path), "expression": expression}, seed)

@@ -4,11 +4,16 @@ Layout of a store folder::
 
     store.json   format name and version, Z, count, the model's fingerprint and sampling/normalisation
     codes.npy    (N, Z) float32
-    items.csv    index, id, source, class, split
+    items.csv    index, id, source, class, split, source_id
     provenance.json
 
 A store records the fingerprint (SHA-256 of the weights) of the model that made its codes; using it
 with another model is an error (:meth:`LatentStore.check_model`).
+
+Ids are unique in a store. ``source_id`` is the item's id in the dataset (or among the inputs) it was encoded
+from: the same as ``id`` unless ``encode --id-prefix`` prefixed it; a dataset row is found again by
+:func:`item_key` (``source_id`` and ``source``). Stores written before ``source_id`` existed read as
+``source_id = id``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import hashlib
 import io
 import json
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,17 +34,33 @@ import torch
 from shapelatent.errors import OutputExistsError, StoreError
 from shapelatent.io.atomic import atomic_write, atomic_write_json, atomic_write_text
 
-__all__ = ["STORE_FORMAT", "STORE_VERSION", "LatentStore", "model_fingerprint"]
+__all__ = ["STORE_FORMAT", "STORE_VERSION", "LatentStore", "item_key", "model_fingerprint"]
 
 STORE_FORMAT = "shapelatent-store"
 STORE_VERSION = 1
-ITEM_COLUMNS = ("index", "id", "source", "class", "split")
+ITEM_COLUMNS = ("index", "id", "source", "class", "split", "source_id")
+#: Ids of clashing items shown in an error message.
+_SHOWN_IDS = 5
+
+
+def item_key(item: dict[str, str]) -> tuple[str, str]:
+    """``(id in its dataset, source)`` of a store item, to find its row in the dataset it was encoded from.
+
+    A dataset row ``m`` of ``ShapeDataset.meta`` matches when ``(m["id"], m["source"]) == item_key(item)``.
+    """
+    return item["source_id"], item["source"]
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
-    """SHA-256 over the model's parameter and buffer names, shapes and bytes (hex, 64 chars)."""
+    """SHA-256 over the model's parameter and buffer names, shapes and bytes (hex, 64 chars).
+
+    The occupancy head (``implicit.*`` weights) is left out: it does not change the codes, so a model that gained a
+    head (``shapelatent train-implicit``) still matches every store its encoder made.
+    """
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
+        if name.startswith("implicit."):
+            continue
         t = tensor.detach().cpu().contiguous()
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
@@ -53,7 +75,7 @@ class LatentStore:
         path: the folder.
         info: the parsed ``store.json``.
         codes: (N, Z) float32.
-        items: N dicts with ``id``, ``source``, ``class``, ``split``.
+        items: N dicts with ``id``, ``source``, ``class``, ``split``, ``source_id``.
     """
 
     def __init__(self, path: Path, info: dict[str, Any], codes: np.ndarray, items: list[dict[str, str]]) -> None:
@@ -117,7 +139,9 @@ class LatentStore:
         except (OSError, ValueError) as exc:
             raise StoreError(f"{p / 'codes.npy'}: missing or unreadable ({exc}); re-encode the store.") from exc
         with open(p / "items.csv", newline="", encoding="utf-8") as fh:
-            items = [{k: row[k] for k in ITEM_COLUMNS[1:]} for row in csv.DictReader(fh)]
+            items = [{k: row.get(k) or "" for k in ITEM_COLUMNS[1:]} for row in csv.DictReader(fh)]
+        for it in items:
+            it["source_id"] = it["source_id"] or it["id"]  # stores written before source_id existed
         if codes.ndim != 2 or codes.shape != (len(items), info["latent_dim"]) or codes.dtype != np.float32:
             raise StoreError(
                 f"{p}: codes.npy is {codes.shape} {codes.dtype} but the store holds {len(items)} items of "
@@ -166,6 +190,27 @@ class LatentStore:
                 "re-encode the shapes with this model, or use the model that made the store."
             )
 
+    def check_new_ids(self, ids: Sequence[str]) -> None:
+        """Raise StoreError unless ``ids`` are unique among themselves and not already in the store.
+
+        Cheap: call it before encoding anything, so a clash fails fast.
+        """
+        clash = sorted({i for i in ids if i in self._index})
+        if clash:
+            raise StoreError(
+                f"{self.path}: duplicate ids: {len(clash)} of the {len(ids)} new ids are already in the store "
+                f"(e.g. {clash[:_SHOWN_IDS]}); ids must be unique in a store. Keep both with "
+                "`shapelatent encode --append --id-prefix PREFIX` (the new items are stored as PREFIX + id)."
+            )
+        counts = Counter(ids)
+        twice = sorted(i for i, n in counts.items() if n > 1)
+        if twice:
+            raise StoreError(
+                f"{self.path}: duplicate ids: the inputs hold {len(twice)} ids more than once "
+                f"(e.g. {twice[:_SHOWN_IDS]}); ids must be unique in a store. Encode the inputs in separate "
+                "`shapelatent encode --append --id-prefix PREFIX` calls, one prefix per input."
+            )
+
     # ------------------------------------------------------------------ writing
     def append(
         self,
@@ -174,26 +219,37 @@ class LatentStore:
         sources: Sequence[str],
         classes: Sequence[str],
         splits: Sequence[str] | None = None,
+        source_ids: Sequence[str] | None = None,
     ) -> None:
         """Add M codes and write the store atomically (each file via a temporary file + rename).
 
         Args:
             codes: (M, Z) float array.
             ids: M unique ids, not already in the store.
+            source_ids: M ids of the items in the dataset or inputs they came from (default: ``ids``).
+
+        Raises:
+            StoreError: mismatched lengths, or ids that clash (see :meth:`check_new_ids`).
         """
         codes = np.asarray(codes, dtype=np.float32)
         m = len(ids)
         if codes.shape != (m, self.latent_dim):
             raise StoreError(f"{self.path}: codes must have shape ({m}, {self.latent_dim}); got {codes.shape}")
-        if not (len(sources) == len(classes) == m and (splits is None or len(splits) == m)):
-            raise StoreError(f"{self.path}: ids, sources, classes (and splits) must all have {m} entries.")
-        dupes = [i for i in ids if i in self._index]
-        if dupes or len(set(ids)) != m:
-            dupes = dupes or [i for i in ids if list(ids).count(i) > 1]
-            raise StoreError(f"{self.path}: duplicate ids {sorted(set(dupes))[:5]}; ids must be unique in a store.")
+        lengths_ok = len(sources) == len(classes) == m
+        if not (lengths_ok and all(s is None or len(s) == m for s in (splits, source_ids))):
+            raise StoreError(f"{self.path}: ids, sources, classes (and splits, source_ids) must all have {m} entries.")
+        self.check_new_ids(ids)
         for i, (item_id, src, cls) in enumerate(zip(ids, sources, classes, strict=True)):
             self._index[item_id] = len(self.items)
-            self.items.append({"id": item_id, "source": src, "class": cls, "split": splits[i] if splits else ""})
+            self.items.append(
+                {
+                    "id": item_id,
+                    "source": src,
+                    "class": cls,
+                    "split": splits[i] if splits else "",
+                    "source_id": source_ids[i] if source_ids else item_id,
+                }
+            )
         self.codes = np.concatenate([self.codes, codes], axis=0)
         self.info["count"] = len(self.items)
         self.save()

@@ -13,6 +13,10 @@ Poisson reconstruction inflates bubbles wherever neighbouring normals disagree.
 * ``alpha``: the alpha complex of :mod:`shapelatent.meshing.alpha`; no normals needed (they only orient
   the faces that bound no tetrahedron), good on thin parts, holes on wide flat parts.
 
+Each mesher is one row of the ``_MESHERS`` table (its function, the hint when it returns no face, whether it
+refuses flat clouds, an optional dependency with its pip extra). A mesher that needs more than the points (the
+``implicit`` one queries the model's occupancy decoder) has its own entry point and is not a row here.
+
 Every length parameter that is not given is derived from the cloud's mean nearest-neighbour spacing
 ``s``, so the defaults work at any scale. Measured on 12 procedural chairs x 2048 points
 (``bench/meshing.py``), the defaults chosen here are: Poisson depth 8 (7 to 9 give the same error), no
@@ -27,19 +31,21 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 
 from shapelatent.data.sampling import sample_surface
-from shapelatent.errors import MeshingError, UnsupportedFormatError
+from shapelatent.errors import BackendUnavailableError, MeshingError, UnsupportedFormatError
 from shapelatent.io.atomic import atomic_write
 from shapelatent.meshing.alpha import alpha_shape
 from shapelatent.meshing.cleanup import (
@@ -64,7 +70,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MESHERS = ("poisson", "ball_pivoting", "alpha")
 MESH_FORMATS = (".ply", ".obj", ".glb")
 #: Fewer points than this raise :class:`MeshingError`.
 MIN_POINTS = 10
@@ -172,12 +177,9 @@ def _check_points(points: ArrayLike, method: str) -> NDArray[np.float64]:
         raise _fail(method, "all points coincide; there is no surface to reconstruct")
     if singular[1] <= _FLAT * singular[0]:
         raise _fail(method, "the points are collinear; there is no surface to reconstruct")
-    if method == "alpha" and singular[2] <= _FLAT * singular[0]:
-        raise _fail(
-            method,
-            "the points are coplanar and alpha shapes need a 3-D Delaunay tetrahedralisation; "
-            "use method='ball_pivoting' for a flat cloud",
-        )
+    flat = _MESHERS[method].refuses_flat
+    if flat and singular[2] <= _FLAT * singular[0]:
+        raise _fail(method, f"the points are coplanar and {flat}")
     distinct = len(np.unique(pts, axis=0))
     if distinct < MIN_POINTS:
         raise _fail(method, f"needs at least {MIN_POINTS} distinct points; got {distinct}")
@@ -199,10 +201,15 @@ def _check_normals(normals: ArrayLike, shape: tuple[int, ...], method: str) -> N
 def _poisson(pts, nrm, config: MeshingConfig, spacing: float):
     import open3d as o3d
 
+    from shapelatent.native_output import native_output_to_log
+
+    cloud = as_o3d_cloud(pts, nrm)
+    # PoissonRecon prints diagnostics ("[WARNING] ... bad average roots") straight to stderr: log them instead.
     # n_threads=1: Open3D's multi-threaded Poisson emits the vertices in a run-dependent order.
-    mesh, densities = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(
-        as_o3d_cloud(pts, nrm), depth=config.poisson_depth, n_threads=1
-    )
+    with native_output_to_log(logger):
+        mesh, densities = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(
+            cloud, depth=config.poisson_depth, n_threads=1
+        )
     density = np.asarray(densities)  # (V,)
     if config.density_quantile > 0 and len(density):
         mesh.remove_vertices_by_mask(density < np.quantile(density, config.density_quantile))
@@ -236,7 +243,47 @@ def _alpha(pts, nrm, config: MeshingConfig, spacing: float):
     return pts, faces
 
 
-_MESHERS = {"poisson": _poisson, "ball_pivoting": _ball_pivoting, "alpha": _alpha}
+@dataclass(frozen=True)
+class _Mesher:
+    """One point-cloud mesher.
+
+    Attributes:
+        mesh: ``(points (P, 3) float64, normals (P, 3) float64 unit and oriented, config, spacing)`` ->
+            ``(vertices (V, 3), faces (F, 3) int64)``; raise :class:`MeshingError` (via ``_fail``) on bad input.
+        empty_hint: what to change when it returns no face, for the :class:`MeshingError`.
+        refuses_flat: why it refuses coplanar points and what to use instead (None: flat clouds are fine).
+        requires: a module that must import for it to run (None: only core dependencies).
+        install: how to install ``requires``, naming the pip extra (in :class:`BackendUnavailableError`).
+    """
+
+    mesh: Callable[..., tuple[NDArray[Any], NDArray[np.int64]]]
+    empty_hint: str
+    refuses_flat: str | None = None
+    requires: str | None = None
+    install: str = ""
+
+
+#: The point-cloud meshers (``MeshingConfig.method``): adding one is a function and one row here.
+_MESHERS: dict[str, _Mesher] = {
+    "poisson": _Mesher(_poisson, "lower density_quantile or turn off crop_to_bbox"),
+    "ball_pivoting": _Mesher(_ball_pivoting, "give larger ball_radii"),
+    "alpha": _Mesher(
+        _alpha,
+        "give a larger alpha",
+        refuses_flat="alpha shapes need a 3-D Delaunay tetrahedralisation; use method='ball_pivoting' for a flat cloud",
+    ),
+}
+MESHERS = tuple(_MESHERS)
+
+
+def _check_available(method: str) -> None:
+    module = _MESHERS[method].requires
+    if module is None:
+        return
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailableError(f"mesher {method!r} is unavailable ({exc}): {_MESHERS[method].install}") from exc
 
 
 def _chamfer_to_points(vertices, faces, points: NDArray[np.float64], seed: int) -> float:
@@ -284,6 +331,7 @@ def reconstruct_mesh(
     import open3d as o3d
 
     method = config.method
+    _check_available(method)
     start = time.perf_counter()
     pts = _check_points(points, method)
     spacing = mean_spacing(pts)
@@ -303,22 +351,15 @@ def reconstruct_mesh(
                     int(oriented.flipped.sum()),
                     len(pts),
                 )
-        vertices, faces = _MESHERS[method](pts, nrm, config, spacing)
+        vertices, faces = _MESHERS[method].mesh(pts, nrm, config, spacing)
     vertices, faces = drop_unreferenced(vertices, remove_degenerate(vertices, faces))
     vertices = vertices.astype(np.float32)
     if len(faces) == 0:
-        raise _fail(method, f"the method returned an empty mesh from {len(pts)} points; {_EMPTY_HINT[method]}")
+        raise _fail(method, f"the method returned an empty mesh from {len(pts)} points; {_MESHERS[method].empty_hint}")
     seconds = time.perf_counter() - start
     chamfer = _chamfer_to_points(vertices, faces, pts, seed)
     logger.debug("%s: %d triangles in %.2f s, chamfer to points %.3g", method, len(faces), seconds, chamfer)
     return MeshResult(vertices, faces, method, seconds, is_watertight(faces), chamfer, len(faces))
-
-
-_EMPTY_HINT = {
-    "poisson": "lower density_quantile or turn off crop_to_bbox",
-    "ball_pivoting": "give larger ball_radii",
-    "alpha": "give a larger alpha",
-}
 
 
 def save_mesh(path: str | os.PathLike[str], result: MeshResult) -> Path:

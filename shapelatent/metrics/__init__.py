@@ -1,4 +1,4 @@
-"""Evaluation metrics: EMD (exact and auction), distance matrices, generation metrics, latent-code metrics.
+"""Evaluation metrics: EMD (exact and auction), distance matrices, generation, latent-code and mesh metrics.
 
 Imports stay light: numba, scipy and scikit-learn load when a function first needs them.
 """
@@ -15,6 +15,18 @@ from shapelatent.metrics.generation import (
     one_nna,
 )
 from shapelatent.metrics.latent import precision_at_k, svm_accuracy
+from shapelatent.metrics.mesh import (
+    FScore,
+    MeshMetrics,
+    chamfer_l1,
+    fscore,
+    inside_mesh,
+    is_closed,
+    mesh_metrics,
+    nearest_distances,
+    normal_consistency,
+    volume_iou,
+)
 from shapelatent.metrics.pairwise import pairwise_chamfer, pairwise_emd
 from shapelatent.ops.chamfer import chamfer_distance
 
@@ -23,18 +35,28 @@ __all__ = [
     "GENERATION_METRICS",
     "NORMALIZATIONS",
     "AuctionResult",
+    "FScore",
+    "MeshMetrics",
     "chamfer_distance",
+    "chamfer_l1",
     "coverage",
     "emd",
     "emd_auction",
     "emd_matching",
+    "fscore",
     "generation_metrics",
+    "inside_mesh",
+    "is_closed",
     "jsd",
+    "mesh_metrics",
     "mmd",
+    "nearest_distances",
     "normalize_clouds",
+    "normal_consistency",
     "one_nna",
     "pairwise_chamfer",
     "pairwise_emd",
     "precision_at_k",
     "svm_accuracy",
+    "volume_iou",
 ]

@@ -1,3 +1,4 @@
+from shapelatent.models.implicit import ImplicitConfig, OccupancyDecoder, implicit_fn
 from shapelatent.models.pointnet import (
     AEOutput,
     MLPDecoder,
@@ -6,4 +7,13 @@ from shapelatent.models.pointnet import (
     PointNetEncoder,
 )
 
-__all__ = ["AEOutput", "MLPDecoder", "ModelConfig", "PointCloudAutoencoder", "PointNetEncoder"]
+__all__ = [
+    "AEOutput",
+    "ImplicitConfig",
+    "MLPDecoder",
+    "ModelConfig",
+    "OccupancyDecoder",
+    "PointCloudAutoencoder",
+    "PointNetEncoder",
+    "implicit_fn",
+]

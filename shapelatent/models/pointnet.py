@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from shapelatent.models.implicit import ImplicitConfig, build_implicit
+
 __all__ = ["AEOutput", "ModelConfig", "MLPDecoder", "PointCloudAutoencoder", "PointNetEncoder"]
 
 
@@ -26,6 +28,7 @@ class ModelConfig:
         encoder_channels: widths of the shared per-point layers before the last (Z) one.
         decoder_hidden: widths of the decoder's hidden layers.
         predict_normals: also decode a unit normal per point (P*6 outputs).
+        implicit: the occupancy head on the same code (:mod:`shapelatent.models.implicit`), or None.
     """
 
     num_points: int = 2048
@@ -33,8 +36,13 @@ class ModelConfig:
     encoder_channels: tuple[int, ...] = (64, 128, 128, 256)
     decoder_hidden: tuple[int, ...] = (256, 256)
     predict_normals: bool = False
+    implicit: ImplicitConfig | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.implicit, dict):
+            object.__setattr__(self, "implicit", ImplicitConfig.from_dict(self.implicit))
+        if self.implicit is not None and not isinstance(self.implicit, ImplicitConfig):
+            raise ValueError(f'model.implicit must be a table like {{kind = "cbn"}} or absent; got {self.implicit!r}')
         for name in ("num_points", "latent_dim"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -49,6 +57,10 @@ class ModelConfig:
         d = asdict(self)
         d["encoder_channels"] = list(self.encoder_channels)
         d["decoder_hidden"] = list(self.decoder_hidden)
+        if self.implicit is None:
+            d.pop("implicit")  # configs without a head read exactly as before the head existed
+        else:
+            d["implicit"] = self.implicit.to_dict()
         return d
 
     @classmethod
@@ -125,7 +137,7 @@ class MLPDecoder(nn.Module):
 
 
 class PointCloudAutoencoder(nn.Module):
-    """PointNet encoder + MLP decoder."""
+    """PointNet encoder + MLP decoder, and optionally an occupancy head on the same code (``implicit``)."""
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__()
@@ -133,6 +145,25 @@ class PointCloudAutoencoder(nn.Module):
         c = self.config
         self.encoder = PointNetEncoder(c.latent_dim, c.encoder_channels)
         self.decoder = MLPDecoder(c.latent_dim, c.num_points, c.decoder_hidden, c.predict_normals)
+        self.implicit = build_implicit(c.latent_dim, c.implicit) if c.implicit is not None else None
+
+    @property
+    def has_implicit(self) -> bool:
+        """True when the model has an occupancy head."""
+        return self.implicit is not None
+
+    def occupancy(self, codes: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        """codes (B, Z), queries (B, T, 3) in the normalised frame -> occupancy logits (B, T).
+
+        Raises:
+            ValueError: the model has no occupancy head.
+        """
+        if self.implicit is None:
+            raise ValueError(
+                "this model has no implicit (occupancy) head; add one with "
+                "`shapelatent train-implicit --model RUN --data DATASET --out RUN2` (the encoder stays frozen)."
+            )
+        return self.implicit(codes, queries)
 
     def encode(self, points: torch.Tensor) -> torch.Tensor:
         """points: (B, P', 3) (any P') -> codes (B, Z)."""

@@ -13,7 +13,8 @@ gathered points and differentiates them with gathers and ``scatter_add_``. It sa
 the indices, so memory stays O(B * P) whatever the backend. ``chamfer_reference`` is the plain-PyTorch
 oracle that builds the full (B, P, Q) matrix.
 
-Backends (``BACKENDS``):
+Backends (``BACKENDS``, one row each of the ``_BACKENDS`` table: search function, the module it needs, the
+install hint naming the pip extra, the devices it runs on):
 
 * ``numba``: fused CPU kernel, both directions in one pass (``_nn_numba``). Default on CPU.
 * ``torch``: blocked search with matmuls on any device, memory O(B * P + one block). Default on CUDA
@@ -30,6 +31,8 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -48,19 +51,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("numba", "torch", "pytorch3d", "keops", "reference")
 REDUCTIONS = ("mean", "sum", "none")
-
-# Module each optional backend needs, and the install hint for its BackendUnavailableError.
-_BACKEND_MODULES = {"numba": "numba", "pytorch3d": "pytorch3d.ops", "keops": "pykeops.torch"}
-_INSTALL_HINTS = {
-    "numba": "numba is a core dependency; reinstall with `pip install shapelatent` (or `pip install numba`)",
-    "pytorch3d": (
-        "PyTorch3D has no PyPI wheel for Linux / Python 3.11; build it from source with a CUDA toolchain "
-        "(see https://github.com/facebookresearch/pytorch3d/blob/main/INSTALL.md)"
-    ),
-    "keops": "install it with `pip install 'shapelatent[keops]'` (needs a C++ compiler; CUDA optional)",
-}
 # Largest (B, rows, Q) block of the torch backend: 64 MiB on GPUs; on CPU a cache-sized block measured
 # 1.5x faster (B=32, P=2048: 300 ms at 4 MiB against 455 ms at 64 MiB).
 _TORCH_BLOCK_BYTES = {"cpu": 4 * 2**20}
@@ -89,7 +80,7 @@ class ChamferResult(NamedTuple):
 @functools.cache
 def _backend_import_error(backend: str) -> str | None:
     """Why the module an optional backend needs cannot be imported, or None when it can."""
-    module = _BACKEND_MODULES.get(backend)
+    module = _BACKENDS[backend].requires
     if module is None:
         return None
     try:
@@ -126,10 +117,12 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
     reason = _backend_import_error(backend)
     if reason is not None:
         raise BackendUnavailableError(
-            f"Chamfer backend {backend!r} is unavailable ({reason}): {_INSTALL_HINTS[backend]}"
+            f"Chamfer backend {backend!r} is unavailable ({reason}): {_BACKENDS[backend].install}"
         )
-    if backend == "numba" and device.type != "cpu":
-        raise ValueError(f"backend 'numba' needs CPU tensors, got {device.type}; use 'torch' or 'auto'")
+    devices = _BACKENDS[backend].devices
+    if devices is not None and device.type not in devices:
+        wanted = " or ".join(d.upper() for d in devices)
+        raise ValueError(f"backend {backend!r} needs {wanted} tensors, got {device.type}; use 'torch' or 'auto'")
     return backend
 
 
@@ -282,19 +275,53 @@ def _search_reference(x, y, x_lengths, y_lengths):
     return sq_dist.argmin(2), sq_dist.argmin(1)
 
 
-_SEARCHES = {
-    "numba": _search_numba,
-    "torch": _search_torch,
-    "pytorch3d": _search_pytorch3d,
-    "keops": _search_keops,
-    "reference": _search_reference,
+@dataclass(frozen=True)
+class _Backend:
+    """One nearest-neighbour backend.
+
+    Attributes:
+        search: ``(x (B, P, D), y (B, Q, D), x_lengths (B,), y_lengths (B,))`` -> ``idx_xy (B, P), idx_yx (B, Q)``
+            integer indices, run without gradient (padding entries are overwritten with -1 afterwards).
+        requires: the module that must import for the backend to be available (None: always available).
+        install: how to install that module, naming the pip extra (in :class:`BackendUnavailableError`).
+        devices: the tensor device types it accepts (None: any).
+    """
+
+    search: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    requires: str | None = None
+    install: str = ""
+    devices: tuple[str, ...] | None = None
+
+
+#: The backends, in ``available_backends()`` order: adding one is a search function and one row here.
+_BACKENDS: dict[str, _Backend] = {
+    "numba": _Backend(
+        _search_numba,
+        "numba",
+        "numba is a core dependency; reinstall with `pip install shapelatent` (or `pip install numba`)",
+        devices=("cpu",),
+    ),
+    "torch": _Backend(_search_torch),
+    "pytorch3d": _Backend(
+        _search_pytorch3d,
+        "pytorch3d.ops",
+        "PyTorch3D has no PyPI wheel for Linux / Python 3.11; build it from source with a CUDA toolchain "
+        "(see https://github.com/facebookresearch/pytorch3d/blob/main/INSTALL.md)",
+    ),
+    "keops": _Backend(
+        _search_keops,
+        "pykeops.torch",
+        "install it with `pip install 'shapelatent[keops]'` (needs a C++ compiler; CUDA optional)",
+    ),
+    "reference": _Backend(_search_reference),
 }
+BACKENDS = tuple(_BACKENDS)
 
 
 def _search(x, y, x_lengths, y_lengths, backend):
     """Run a backend without gradient; set padded entries to -1. Returns (B, P), (B, Q) int64."""
     with torch.no_grad():
-        idx_xy, idx_yx = _SEARCHES[backend](x, y, x_lengths, y_lengths)
+        idx_xy, idx_yx = _BACKENDS[backend].search(x, y, x_lengths, y_lengths)
         idx_xy = idx_xy.to(device=x.device, dtype=torch.int64)
         idx_yx = idx_yx.to(device=x.device, dtype=torch.int64)
         idx_xy = torch.where(_valid_mask(x_lengths, x.shape[1]), idx_xy, -1)

@@ -38,6 +38,9 @@ class TrainConfig:
             scaler), ``bfloat16`` or ``float16`` (CUDA only).
         sync_bn: with several processes (torchrun), batch norm statistics span the global batch; False keeps
             them per process (see ``shapelatent.train.distributed``).
+        implicit_weight: weight w of the occupancy term in joint training (models with ``model.implicit``):
+            loss = Chamfer (+ normal term) + w * BCE.
+        implicit_queries: T, occupancy queries per shape per step (half uniform, half near the surface).
     """
 
     epochs: int = 100
@@ -54,6 +57,8 @@ class TrainConfig:
     amp: bool = False
     amp_dtype: str = "auto"
     sync_bn: bool = True
+    implicit_weight: float = 0.01
+    implicit_queries: int = 2048
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -64,6 +69,10 @@ class TrainConfig:
             raise ValueError(f"train.lr must be > 0; got {self.lr!r}")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
             raise ValueError(f"train.workers must be an integer >= 0; got {self.workers!r}")
+        if isinstance(self.implicit_queries, bool) or self.implicit_queries <= 0 or self.implicit_queries % 2:
+            raise ValueError(f"train.implicit_queries must be a positive even integer; got {self.implicit_queries!r}")
+        if not self.implicit_weight >= 0:
+            raise ValueError(f"train.implicit_weight must be >= 0; got {self.implicit_weight!r}")
         if self.amp_dtype not in AMP_DTYPES:
             raise ValueError(f"train.amp_dtype must be one of {AMP_DTYPES}; got {self.amp_dtype!r}")
         if self.device not in DEVICES:

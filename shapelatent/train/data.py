@@ -14,6 +14,8 @@ A batch is a pure function of ``(seed, epoch, step)`` and the process's ``(rank,
 * augmentation parameters (rotation angle, scale) are drawn for the whole global batch from
   ``np.random.default_rng([seed, e, 1, s])``, so shape ``i`` of the batch gets the same augmentation whichever
   process or worker reads it;
+* for a model with an occupancy head, each shape's T occupancy queries are drawn from
+  ``np.random.default_rng([seed, e, 2, s])`` (:mod:`shapelatent.train.occupancy`) and get their shape's augmentation;
 * rank ``r`` of ``W`` processes takes the contiguous slice :func:`split_batch` of the global batch.
 
 So ``workers=0`` (read in the training process) and ``workers=N`` give identical batches, a run resumed at any
@@ -29,12 +31,15 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 
 from shapelatent.errors import DatasetFormatError
+
+if TYPE_CHECKING:  # occupancy.py imports NpyRows from here
+    from shapelatent.train.occupancy import OccupancySource
 
 __all__ = ["LocalBatch", "NpyRows", "TrainLoader", "augment", "release_freed_heap", "split_batch"]
 
@@ -59,9 +64,11 @@ def release_freed_heap() -> bool:
     trim(0)
     return True
 
+
 logger = logging.getLogger(__name__)
 
 _AUGMENT_STREAM = 1  # third entropy word of the augmentation generator; keeps it apart from the permutation's
+_OCCUPANCY_STREAM = 2  # third entropy word of the occupancy-query generator
 _IOV_MAX = 1024  # buffers per preadv call (Linux IOV_MAX)
 
 
@@ -171,7 +178,7 @@ class NpyRows:
         pos = self.offset + row * self.row_bytes
         want = self.row_bytes * len(buffers)
         if hasattr(os, "preadv"):
-            got = os.preadv(fd, buffers, pos)
+            got = os.preadv(fd, [b.data for b in buffers], pos)  # writable memoryviews of the rows
         else:  # macOS < 11 and others without preadv: one pread per row (same bytes)
             got = 0
             for b in buffers:
@@ -230,11 +237,17 @@ class LocalBatch(NamedTuple):
         points: (b, P, 3) float32, b = this rank's share.
         normals: (b, P, 3) float32, or None when normals are not needed.
         global_size: shapes in the whole global batch (all ranks).
+        queries: (b, T, 3) float32 occupancy queries (augmented like the points), or None without occupancy.
+        occupancy: (b, T) float32 0/1 labels of ``queries``, or None.
+        occupancy_valid: (b,) bool, False for shapes whose labels could not be made, or None.
     """
 
     points: torch.Tensor
     normals: torch.Tensor | None
     global_size: int
+    queries: torch.Tensor | None = None
+    occupancy: torch.Tensor | None = None
+    occupancy_valid: torch.Tensor | None = None
 
 
 class _BatchSource(torch.utils.data.Dataset):
@@ -245,6 +258,7 @@ class _BatchSource(torch.utils.data.Dataset):
         self.train_idx, self.batch_size, self.seed = loader.train_idx, loader.batch_size, loader.seed
         self.rotate, self.scale = loader.rotate, loader.scale
         self.rank, self.world_size = loader.rank, loader.world_size
+        self.occupancy, self.occupancy_queries = loader.occupancy, loader.occupancy_queries
         self._order: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:  # not used for sampling; the sampler yields (epoch, step)
@@ -265,8 +279,18 @@ class _BatchSource(torch.utils.data.Dataset):
         lo, hi = split_batch(n, self.rank, self.world_size)
         pts = self.points.read(glob[lo:hi])
         nrm = self.normals.read(glob[lo:hi]) if self.normals is not None else None
-        pts, nrm = augment(pts, nrm, None if theta is None else theta[lo:hi], None if scale is None else scale[lo:hi])
-        return LocalBatch(torch.from_numpy(pts), None if nrm is None else torch.from_numpy(nrm), n)
+        th, sc = None if theta is None else theta[lo:hi], None if scale is None else scale[lo:hi]
+        pts, nrm = augment(pts, nrm, th, sc)
+        batch = LocalBatch(torch.from_numpy(pts), None if nrm is None else torch.from_numpy(nrm), n)
+        if self.occupancy is None:
+            return batch
+        q, lab, valid = self.occupancy.draw(
+            glob[lo:hi], self.occupancy_queries, np.random.default_rng([self.seed, epoch, _OCCUPANCY_STREAM, step])
+        )
+        q, _ = augment(q, None, th, sc)  # the same rotation and scale as the shape: labels stay true
+        return batch._replace(
+            queries=torch.from_numpy(q), occupancy=torch.from_numpy(lab), occupancy_valid=torch.from_numpy(valid)
+        )
 
 
 class _StepSampler(torch.utils.data.Sampler):
@@ -295,6 +319,10 @@ class TrainLoader:
         world_size: number of processes; the last global batch is dropped when it has fewer shapes than this.
         workers: reader processes (0: read in this process).
         pin_memory: page-lock batches for faster copies to a GPU.
+        occupancy: a dataset's stored occupancy samples (``shapelatent.train.occupancy.OccupancySource``): each
+            batch also carries ``occupancy_queries`` (T) of them per shape, drawn from ``(seed, epoch, 2, step)``
+            and rotated and scaled with their shape.
+        occupancy_queries: T.
 
     Attributes:
         steps: batches per epoch.
@@ -314,6 +342,8 @@ class TrainLoader:
         world_size: int = 1,
         workers: int = 0,
         pin_memory: bool = False,
+        occupancy: OccupancySource | None = None,
+        occupancy_queries: int = 2048,
     ) -> None:
         if workers < 0:
             raise ValueError(f"workers must be >= 0; got {workers}")
@@ -323,6 +353,7 @@ class TrainLoader:
         self.train_idx = np.asarray(train_idx, dtype=np.int64)
         self.batch_size, self.seed, self.rotate, self.scale = batch_size, seed, rotate, scale
         self.rank, self.world_size = rank, world_size
+        self.occupancy, self.occupancy_queries = occupancy, occupancy_queries
         self.steps = math.ceil(len(self.train_idx) / batch_size)
         last = len(self.train_idx) - (self.steps - 1) * batch_size
         if 0 < last < world_size:

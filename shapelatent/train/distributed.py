@@ -34,6 +34,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -228,7 +229,7 @@ def init_distributed(device: torch.device) -> DistContext:
     backend = "nccl" if device.type == "cuda" else "gloo"
     owns = False
     if not dist.is_initialized():
-        kwargs = {"device_id": device} if device.type == "cuda" else {}
+        kwargs: dict[str, Any] = {"device_id": device} if device.type == "cuda" else {}
         dist.init_process_group(backend=backend, **kwargs)
         owns = True
     if dist.get_world_size() != world or dist.get_rank() != rank:
@@ -282,6 +283,9 @@ class AllReduceBatchNorm(nn.BatchNorm1d):
         var = _SumOverRanks.apply(((xf - mean.view(shape)) ** 2).sum(dims)) / count  # (C,) biased
         if self.track_running_stats:
             with torch.no_grad():
+                # buffers that exist whenever track_running_stats is set
+                assert self.num_batches_tracked is not None and self.running_mean is not None
+                assert self.running_var is not None
                 self.num_batches_tracked.add_(1)
                 m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
                 n = float(count)
@@ -326,5 +330,6 @@ def wrap_model(model: nn.Module, ctx: DistContext, sync_bn: bool) -> nn.Module:
     # Global statistics keep the buffers identical on every rank; per-replica ones are broadcast from rank 0
     # before each forward (torch 2.13 renamed `broadcast_buffers` to `forward_sync_buffers`).
     params = inspect.signature(DistributedDataParallel.__init__).parameters
-    sync = {"forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers": not sync_bn}
+    sync_arg = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
+    sync: dict[str, Any] = {sync_arg: not sync_bn}
     return DistributedDataParallel(model, device_ids=ids, **sync)

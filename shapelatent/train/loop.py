@@ -6,13 +6,19 @@ Run folder layout::
     provenance.json        config, seed, version, commit, command line
     checkpoints/last.safetensors   full state after the last finished epoch (model + optimizer)
     model.safetensors      the final weights (weights-only checkpoint, used by encode/interpolate)
-    metrics.jsonl          one JSON line per epoch (train loss, validation Chamfer, time, shapes/s)
+    metrics.jsonl          one JSON line per epoch (train loss, validation Chamfer, time, shapes/s; with an
+                           occupancy head also train BCE and validation IoU)
     metrics.json           final summary (test-split Chamfer, ...)
     loss_curve.png         train and validation loss per epoch
 
 Batches come from :mod:`shapelatent.train.data` (positional reads, optional worker processes); under
 ``torchrun`` the same function trains data-parallel (:mod:`shapelatent.train.distributed`); ``train.amp``
 runs the network under autocast while the loss stays float32 (:func:`forward_loss`).
+
+A model with an occupancy head (``model.implicit``) is trained jointly: each batch also carries
+``train.implicit_queries`` stored occupancy queries per shape (:mod:`shapelatent.train.occupancy`), and the loss is
+Chamfer (+ normal term) + ``train.implicit_weight`` * BCE-with-logits of the head on the same codes. To give an
+already trained model a head without changing its codes, see :mod:`shapelatent.train.implicit`.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -40,6 +46,7 @@ from shapelatent.train.checkpoint import load_checkpoint, save_checkpoint
 from shapelatent.train.config import RunConfig
 from shapelatent.train.data import NpyRows, TrainLoader, release_freed_heap, split_batch
 from shapelatent.train.distributed import DistContext, check_batch_size, env_ranks, init_distributed, wrap_model
+from shapelatent.train.occupancy import OccupancySource, encode_rows, masked_bce, occupancy_iou
 from shapelatent.viz.figures import plot_loss_curve
 
 logger = logging.getLogger(__name__)
@@ -47,7 +54,9 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "TrainResult",
     "evaluate_chamfer",
+    "LossTerms",
     "forward_loss",
+    "forward_loss_terms",
     "normal_consistency",
     "resolve_amp_dtype",
     "resolve_device",
@@ -121,6 +130,14 @@ def resolve_amp_dtype(amp: bool, amp_dtype: str, device: torch.device) -> torch.
     return dtype
 
 
+class LossTerms(NamedTuple):
+    """A training forward's loss and its terms: float32 scalars; ``bce`` None without occupancy supervision."""
+
+    loss: torch.Tensor
+    chamfer: torch.Tensor
+    bce: torch.Tensor | None
+
+
 def forward_loss(
     net: torch.nn.Module,
     points: torch.Tensor,
@@ -129,6 +146,21 @@ def forward_loss(
     normal_weight: float = 0.1,
     backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training forward without occupancy: (loss, chamfer), see :func:`forward_loss_terms`."""
+    terms = forward_loss_terms(net, points, normals, amp_dtype, normal_weight, backend)
+    return terms.loss, terms.chamfer
+
+
+def forward_loss_terms(
+    net: torch.nn.Module,
+    points: torch.Tensor,
+    normals: torch.Tensor | None,
+    amp_dtype: torch.dtype | None,
+    normal_weight: float = 0.1,
+    backend: str = "auto",
+    occupancy: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    implicit_weight: float = 0.0,
+) -> LossTerms:
     """One training forward: the network (under autocast when ``amp_dtype``), then the loss in float32.
 
     Args:
@@ -136,19 +168,28 @@ def forward_loss(
         points: (B, P, 3) float32 input and target.
         normals: (B, P, 3) float32 target normals, used when the model decodes normals.
         amp_dtype: autocast dtype, or None for float32 throughout.
+        occupancy: for joint training of the occupancy head: queries (B, T, 3), labels (B, T) float32 0/1 and
+            valid (B,) bool; the loss gains ``implicit_weight`` times the mean BCE-with-logits over valid shapes.
 
     Returns:
-        (loss, chamfer): float32 scalars, the training loss and its Chamfer term (batch means).
+        :class:`LossTerms`: the training loss, its Chamfer term and its BCE term (batch means).
     """
+    bce = None
     with torch.autocast(points.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
         out = net(points)
+        if occupancy is not None:
+            model = cast(PointCloudAutoencoder, getattr(net, "module", net))  # DDP wraps it in .module
+            logits = model.occupancy(out.codes, occupancy[0]).float()  # (B, T)
+            bce = masked_bce(logits, occupancy[1], occupancy[2])
     cd = chamfer_distance(out.points.float(), points, reduction="mean", backend=backend)
     loss = cd.loss
     if out.normals is not None:
         if normals is None:
             raise ValueError("the model decodes normals; pass the target normals (B, P, 3).")
         loss = loss + normal_weight * normal_consistency(out.normals.float(), normals, cd.idx_xy, cd.idx_yx).mean()
-    return loss, cd.loss
+    if bce is not None:
+        loss = loss + implicit_weight * bce
+    return LossTerms(loss, cd.loss, bce)
 
 
 @torch.no_grad()
@@ -185,6 +226,13 @@ def _evaluate(ctx: DistContext, model: PointCloudAutoencoder, ds: ShapeDataset, 
     out = ctx.gather_concat(evaluate_chamfer(model, ds, idx[lo:hi], ctx.device, backend=backend))
     release_freed_heap()  # evaluation batches leave freed heap behind; keep the trainer's RSS flat
     return out
+
+
+def _occupancy_row(model, ds, occupancy, val_idx, train_bce: float) -> dict[str, Any]:
+    """Joint training's epoch columns: train BCE and Occupancy Networks' IoU on the val split."""
+    codes = encode_rows(model, ds.root, val_idx)
+    iou = occupancy_iou(model.implicit, codes, occupancy, val_idx) if len(val_idx) else np.zeros(0)
+    return {"train_bce": train_bce, "val_iou": float(iou.mean()) if len(iou) else None}
 
 
 def _read_history(path: Path, upto_epoch: int) -> list[dict[str, Any]]:
@@ -307,6 +355,16 @@ def _fit(ds, run, config, ckpt, start_epoch, ctx, amp_dtype, on_step, on_epoch, 
     ckpt_meta = {"run": config.to_dict(), "data": full_config["data"]}
     aug = {"rotate": tc.augment_rotate, "scale": tc.augment_scale, "with_normals": config.model.predict_normals}
     place = {"rank": ctx.rank, "world_size": ctx.world_size, "workers": tc.workers, "pin_memory": device.type == "cuda"}
+    occupancy = None
+    if config.model.implicit is not None:  # joint training: Chamfer + implicit_weight * BCE
+        if ctx.distributed:
+            raise ValueError(
+                "joint training of the occupancy head runs in one process; train the autoencoder with torchrun, "
+                "then add the head with `shapelatent train-implicit`."
+            )
+        occupancy = OccupancySource(ds.root, len(ds))
+        occupancy.check_queries(tc.implicit_queries, "train.implicit_queries")
+        place["occupancy"], place["occupancy_queries"] = occupancy, tc.implicit_queries
     loader = TrainLoader(ds.root, train_idx, tc.batch_size, tc.seed, **aug, **place)
     end_epoch = tc.epochs if stop_after_epochs is None else min(tc.epochs, start_epoch + stop_after_epochs)
     if ctx.is_main:
@@ -324,11 +382,20 @@ def _fit(ds, run, config, ckpt, start_epoch, ctx, amp_dtype, on_step, on_epoch, 
     for epoch in range(start_epoch, end_epoch):
         net.train()
         t0 = time.perf_counter()
-        loss_sum, cd_sum, seen = 0.0, 0.0, 0.0
+        loss_sum, cd_sum, seen, bce_sum = 0.0, 0.0, 0.0, 0.0
         for step, batch in enumerate(loader.epoch(epoch)):
             x = batch.points.to(device, non_blocking=True)
             n = None if batch.normals is None else batch.normals.to(device, non_blocking=True)
-            loss, cd = forward_loss(net, x, n, amp_dtype, tc.normal_weight, tc.chamfer_backend)
+            occ = None
+            if batch.queries is not None:
+                assert batch.occupancy is not None and batch.occupancy_valid is not None  # drawn together
+                occ = (batch.queries.to(device), batch.occupancy.to(device), batch.occupancy_valid.to(device))
+            terms = forward_loss_terms(
+                net, x, n, amp_dtype, tc.normal_weight, tc.chamfer_backend, occ, tc.implicit_weight
+            )
+            loss, cd = terms.loss, terms.chamfer
+            if terms.bce is not None:
+                bce_sum += terms.bce.item() * len(x)
             # DDP averages gradients over ranks; weighting by this rank's share makes that the global-batch mean
             objective = loss * (len(x) * ctx.world_size / batch.global_size) if ctx.distributed else loss
             optimizer.zero_grad(set_to_none=True)
@@ -350,6 +417,7 @@ def _fit(ds, run, config, ckpt, start_epoch, ctx, amp_dtype, on_step, on_epoch, 
             "train_loss": loss_sum / seen,
             "train_chamfer": cd_sum / seen,
             "val_chamfer": float(val.mean()) if val is not None else None,
+            **(_occupancy_row(model, ds, occupancy, val_idx, bce_sum / seen) if occupancy is not None else {}),
             "time_s": round(elapsed, 3),
             "shapes_per_s": round(seen / elapsed, 1),
         }

@@ -1,7 +1,6 @@
-"""Matplotlib figures written headlessly (Agg): loss curves and point-cloud comparisons.
+"""Matplotlib figures written headlessly (Agg): the loss curve, and the short labels pictures use.
 
-Points are drawn with Y up (matplotlib's vertical axis), seen from the front-left and above with the same
-camera as the mesh renders of ``shapelatent.viz.meshplot``, coloured by height.
+Pictures of 3-D shapes are not drawn here but by ``viewers`` (see :mod:`shapelatent.viz.drawer`).
 """
 
 from __future__ import annotations
@@ -12,11 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from shapelatent.io.atomic import atomic_write_bytes
 
-__all__ = ["plot_loss_curve", "plot_point_grid", "save_figure", "short_label"]
+__all__ = ["plot_implicit_curve", "plot_loss_curve", "save_figure", "short_label"]
 
 
 def short_label(item_id: str, width: int = 22) -> str:
@@ -42,6 +39,27 @@ def save_figure(fig, path: str | os.PathLike[str], dpi: int = 110) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def plot_implicit_curve(history: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """Occupancy-head training: train BCE (log scale, left) and validation IoU (right) per epoch."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["train_bce"] for h in history], label="train BCE", marker=".", color="tab:blue")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("binary cross-entropy")
+    ax.grid(alpha=0.3, which="both")
+    if any(h.get("val_iou") is not None for h in history):
+        ax2 = ax.twinx()
+        ax2.plot(epochs, [h.get("val_iou") for h in history], label="validation IoU", marker=".", color="tab:orange")
+        ax2.set_ylabel("IoU (uniform queries)")
+        ax2.set_ylim(0, 1)
+        ax2.legend(loc="center right")
+    ax.legend(loc="upper right")
+    ax.set_title("Occupancy head")
+    return save_figure(fig, path)
+
+
 def plot_loss_curve(history: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
     """Train loss and validation Chamfer per epoch (log scale)."""
     plt = _pyplot()
@@ -58,54 +76,4 @@ def plot_loss_curve(history: Sequence[dict[str, Any]], path: str | os.PathLike[s
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     ax.set_title("Training curve")
-    return save_figure(fig, path)
-
-
-def _scatter(ax, points: np.ndarray, size: float) -> None:
-    # Same camera as shapelatent.viz.meshplot: data (x, y, z) with Y up -> matplotlib (x, -z, y), seen from
-    # the front-left and above, orthographic.
-    ax.scatter(
-        points[:, 0], -points[:, 2], points[:, 1], c=points[:, 1], cmap="viridis", s=size, linewidths=0, depthshade=True
-    )
-    ax.set_xlim(-1, 1)
-    ax.set_ylim(-1, 1)
-    ax.set_zlim(-1, 1)
-    ax.set_box_aspect((1, 1, 1))
-    ax.set_proj_type("ortho")
-    ax.view_init(elev=22, azim=-125)
-    ax.set_axis_off()
-
-
-def plot_point_grid(
-    rows: Sequence[Sequence[np.ndarray]],
-    path: str | os.PathLike[str],
-    row_titles: Sequence[str] | None = None,
-    col_titles: Sequence[str] | None = None,
-    point_size: float = 1.5,
-    title: str | None = None,
-) -> Path:
-    """A grid of point clouds, e.g. inputs in one column and reconstructions in the next.
-
-    Args:
-        rows: rows of clouds, each (P, 3) float, in normalised coordinates (about [-1, 1]).
-        path: PNG to write.
-        row_titles: one label per row.
-        col_titles: one label per column.
-    """
-    plt = _pyplot()
-    n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    fig = plt.figure(figsize=(2.6 * n_cols, 2.6 * n_rows))
-    for r, row in enumerate(rows):
-        for c, pts in enumerate(row):
-            ax = fig.add_subplot(n_rows, n_cols, r * n_cols + c + 1, projection="3d")
-            _scatter(ax, np.asarray(pts), point_size)
-            if r == 0 and col_titles:
-                ax.set_title(col_titles[c], fontsize=9)
-            if c == 0 and row_titles:
-                ax.text2D(
-                    -0.02, 0.5, row_titles[r], transform=ax.transAxes, rotation=90, ha="right", va="center", fontsize=10
-                )
-    if title:
-        fig.suptitle(title, y=1.0 + 0.12 / n_rows, fontsize=12)
-    fig.subplots_adjust(wspace=0.0, hspace=0.08)
     return save_figure(fig, path)

@@ -7,8 +7,8 @@ by class), so no class hides the others where they overlap.
 
 Thumbnails sit in a frame of slots around the map, each joined to its point by a thin leader line. Shapes are
 matched to slots by a minimum-total-length assignment, which never crosses two leader lines. A thumbnail
-shows the points from the front-left and above (Y up, the camera of :mod:`shapelatent.viz.figures`), in its
-class colour, darker further away.
+is part of this 2-D figure: the points projected orthographically from the front-left and above (Y up,
+:func:`view_2d`), in their class colour, darker further away.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def spread_indices(coords: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 
 def view_2d(points: np.ndarray, elev: float = 22.0, azim: float = -125.0) -> tuple[np.ndarray, np.ndarray]:
-    """Orthographic view of a Y-up cloud from the front-left and above (the camera of ``viz.figures``).
+    """Orthographic view of a Y-up cloud from the front-left and above (elevation 22, azimuth -125 degrees).
 
     Args:
         points: (P, 3) float, Y up, front +Z.

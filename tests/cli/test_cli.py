@@ -19,7 +19,7 @@ def _ok(args):
 def _fails(args, *needles):
     res = runner.invoke(app, [str(a) for a in args])
     assert res.exit_code == 2, res.output
-    text = " ".join(res.output.split())
+    text = " ".join(res.stderr.split())  # errors go to stderr
     for n in needles:
         assert n in text, (n, text)
 
@@ -31,7 +31,7 @@ def test_version():
 def test_build_info_train_flow(tmp_path):
     data = tmp_path / "d"
     _ok(["data", "build", "procedural", "--count", 20, "--points", 96, "--out", data, "--workers", 1])
-    info = " ".join(_ok(["data", "info", data]).output.split())
+    info = " ".join(_ok(["data", "info", data]).stdout.split())  # results go to stdout
     assert "20 shapes x 96 points" in info
     assert "│ all │ 16 │ 2 │ 2 │ 20 │" in info and "four_legged" in info
     _fails(["data", "build", "procedural", "--count", 20, "--out", data], "already exists; pass --force")
@@ -68,5 +68,5 @@ def test_demo_small(tmp_path):
     out = tmp_path / "demo"
     res = _ok(["demo", "--out", out, "--count", 30, "--epochs", 2, "--points", 128])
     assert (out / "reconstructions.png").exists() and (out / "loss_curve.png").exists()
-    assert "demo finished" in res.output
+    assert "demo finished" in res.stdout
     _fails(["demo", "--out", out, "--count", 30], "already exists; pass --force")

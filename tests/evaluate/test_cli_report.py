@@ -17,6 +17,7 @@ runner = CliRunner()
 def cli_eval(tiny_run, eval_data):
     """One CLI run with the default --out (RUN/eval)."""
     args = ["evaluate", "--model", str(tiny_run), "--data", str(eval_data), "--seed", "1", "--barycenter-steps", "20"]
+    args += ["--mesh-shapes", "2"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     return res, tiny_run / "eval"
@@ -49,6 +50,8 @@ def test_cli_refuses_to_overwrite_without_force(cli_eval, tiny_run, eval_data):
         str(out),
         "--barycenter-steps",
         "5",
+        "--mesh-shapes",
+        "0",
     ]
     res = runner.invoke(app, args)
     assert res.exit_code == 2, res.output

@@ -17,7 +17,7 @@ from shapelatent.models.load import load_model
 from shapelatent.train.loop import evaluate_chamfer
 
 GEN_KEYS = {"MMD-CD", "COV-CD", "1-NNA-CD", "MMD-EMD", "COV-EMD", "1-NNA-EMD", "JSD"}
-FAST = {"barycenter_steps": 30, "interpolation_pairs": 3, "interpolation_steps": 4}
+FAST = {"barycenter_steps": 30, "interpolation_pairs": 3, "interpolation_steps": 4, "mesh_shapes": 2}
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +117,13 @@ def test_bad_options(tiny_run, eval_data):
         evaluate_run(tiny_run, eval_data, EvalConfig(split="holdout"))
     with pytest.raises(ValueError, match="'val' split has 0 shapes"):
         evaluate_run(tiny_run, eval_data, EvalConfig(split="val"))
+
+
+def test_mesh_metrics_per_mesher(evaluation):
+    meshes = evaluation.result["meshes"]
+    assert meshes["n_shapes"] == 2 and len(meshes["per_shape"]) == 2
+    summ = meshes["summary"]["all"]
+    assert {"poisson", "poisson_true"} <= set(summ)  # the tiny run has no occupancy head: no implicit row
+    for m in ("poisson", "poisson_true"):
+        f2 = summ[m]["fscore@2%"]
+        assert f2 is None or 0.0 <= f2 <= 1.0

@@ -250,13 +250,13 @@ def test_map_refuses_to_overwrite(store, tmp_path):
 def _ok(args):
     res = runner.invoke(APP, ["map", *[str(a) for a in args]])
     assert res.exit_code == 0, res.output
-    return " ".join(res.output.split())
+    return " ".join(res.stdout.split())  # results go to stdout
 
 
 def _fails(args, *needles):
     res = runner.invoke(APP, ["map", *[str(a) for a in args]])
     assert res.exit_code == 2, res.output
-    text = " ".join(res.output.split())
+    text = " ".join(res.stderr.split())  # errors go to stderr
     for n in needles:
         assert n in text, (n, text)
 

@@ -59,13 +59,13 @@ def env(tmp_path_factory):
 def _ok(args):
     res = runner.invoke(APP, ["neighbors", *[str(a) for a in args]])
     assert res.exit_code == 0, res.output
-    return " ".join(res.output.split())
+    return " ".join(res.stdout.split())  # results go to stdout
 
 
 def _fails(args, *needles):
     res = runner.invoke(APP, ["neighbors", *[str(a) for a in args]])
     assert res.exit_code == 2, res.output
-    text = " ".join(res.output.split())
+    text = " ".join(res.stderr.split())  # errors go to stderr
     for n in needles:
         assert n in text, (n, text)
 
@@ -192,3 +192,22 @@ def test_gallery_decodes_items_whose_source_is_gone(env, tmp_path):
     text = _ok(["--store", store.path, store.ids[0], "-k", 1, "--gallery", out])
     assert f"drawn decoded from their codes (no points available): query {store.ids[0]}, {store.ids[1]}" in text
     _not_blank(out)
+
+
+def test_prefixed_ids_find_their_own_dataset_rows(env, tmp_path):
+    from shapelatent.cli.latent_neighbors import _item_points
+    from shapelatent.data.format import ShapeDataset
+
+    second = tmp_path / "second"
+    build_procedural(second, 4, sampling=SamplingConfig(num_points=64), seed=7, workers=1)  # ids chair_000000..
+    shutil.copytree(env["store"].path, tmp_path / "store")
+    store, _ = encode_to_store(env["run"], [second], tmp_path / "store", append=True, workers=1, id_prefix="b/")
+    assert len(store) == 28 and store.ids[25] == "b/chair_000001"
+    text = _ok(["--store", store.path, "b/chair_000001", "-k", 3])
+    _rows(text, _oracle_ids(store, store.codes[25], 3, exclude=25))
+    first_ds, second_ds = ShapeDataset(env["data"]), ShapeDataset(second)
+    points, decoded = _item_points(store, 25, None, second_ds, {})  # no model needed with a dataset
+    np.testing.assert_array_equal(points, second_ds.points[1])
+    assert not decoded
+    with pytest.raises(ValueError, match=r"has no shape with id 'chair_000001' from source .*'b/chair_000001'"):
+        _item_points(store, 25, None, first_ds, {})  # same dataset id, another chair: not silently taken

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-import shapelatent.latent.retrieval as retrieval
+import shapelatent.latent.retrieval_exact as retrieval_exact
 from shapelatent.errors import BackendUnavailableError
 from shapelatent.latent.retrieval import (
     INDEXES,
@@ -64,10 +64,10 @@ def test_exact_matches_oracle(data, metric, k):
 @pytest.mark.parametrize("n_queries", [1, 5, 70])  # below and above the augmented-matmul threshold
 def test_exact_blocked_merge_matches_oracle(data, metric, n_queries, monkeypatch):
     # tiny blocks: many store blocks (the last one partial) and several query blocks
-    monkeypatch.setattr(retrieval, "_BLOCK_BYTES", 4 * 64 * 37)
-    monkeypatch.setattr(retrieval, "_QUERY_BLOCK", 64)
-    monkeypatch.setattr(retrieval, "_AUGMENT_MIN_QUERIES", 4)
-    monkeypatch.setattr(retrieval, "_GATHER_ROWS", 20)  # distances recomputed a few queries at a time
+    monkeypatch.setattr(retrieval_exact, "_BLOCK_BYTES", 4 * 64 * 37)
+    monkeypatch.setattr(retrieval_exact, "_QUERY_BLOCK", 64)
+    monkeypatch.setattr(retrieval_exact, "_AUGMENT_MIN_QUERIES", 4)
+    monkeypatch.setattr(retrieval_exact, "_GATHER_ROWS", 20)  # distances recomputed a few queries at a time
     codes, queries = data
     res = NeighborIndex(codes, metric).search(queries[:n_queries], 9)
     want_i, want_d = oracle(codes, queries[:n_queries], 9, metric)
@@ -85,9 +85,9 @@ def test_exact_distance_to_itself_is_zero_and_euclidean_is_not_squared():
     np.testing.assert_allclose(cos.distances, [[0.0, 1 - 0.6, 1.0]], atol=1e-6)  # 1 - cos
 
 
-@pytest.mark.parametrize("block_bytes", [4 * 64 * 5, retrieval._BLOCK_BYTES])
+@pytest.mark.parametrize("block_bytes", [4 * 64 * 5, retrieval_exact._BLOCK_BYTES])
 def test_ties_break_by_index_across_blocks(block_bytes, monkeypatch):
-    monkeypatch.setattr(retrieval, "_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(retrieval_exact, "_BLOCK_BYTES", block_bytes)
     rng = np.random.default_rng(3)
     # small integers: distances are exact in float32, so equal codes give bit-equal distances
     base = rng.integers(-2, 3, size=(6, 4)).astype(np.float32)

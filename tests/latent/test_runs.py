@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,18 @@ def store(tiny_run, tiny_data, tmp_path_factory):
     return path
 
 
+class _Drawer:
+    """A stand-in for ``viewers.render.render_strip``: records what the library asks to draw, writes a stub PNG."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list, list[str], Path, str | None]] = []
+
+    def __call__(self, items, titles, path, title=None) -> Path:
+        self.calls.append((list(items), list(titles), Path(path), title))
+        Path(path).write_bytes(b"\x89PNG stub")
+        return Path(path)
+
+
 def _same_class_pair(data):
     ds = ShapeDataset(data)
     first = ds.meta[0]
@@ -28,7 +41,10 @@ def _same_class_pair(data):
 
 def test_interpolation_writes_points_meshes_manifest(tiny_run, tiny_data, store, tmp_path):
     a, b = _same_class_pair(tiny_data)
-    man = run_interpolation(tiny_run, [a, b], tmp_path / "i", steps=4, store_path=store, mesher="ball_pivoting")
+    draw = _Drawer()
+    man = run_interpolation(
+        tiny_run, [a, b], tmp_path / "i", steps=4, store_path=store, mesher="ball_pivoting", draw=draw
+    )
     out = tmp_path / "i"
     assert len(man["steps"]) == 4 and [r["t"] for r in man["steps"]] == pytest.approx([0, 1 / 3, 2 / 3, 1])
     for row in man["steps"]:
@@ -36,7 +52,15 @@ def test_interpolation_writes_points_meshes_manifest(tiny_run, tiny_data, store,
         assert ("mesh" in row and (out / row["mesh"]).exists()) or "mesh_error" in row
         assert len(row["code"]) == 8 and row["nn_class"]
     assert 0.0 <= man["class_consistency"] <= 1.0
-    assert (out / man["points_png"]).stat().st_size > 1000
+    # the pictures are drawn by the drawer it was given: the decoded points, then the meshes that were built
+    items, titles, path, title = draw.calls[0]
+    assert man["points_png"] == path.name == "strip_points.png" and (out / man["points_png"]).is_file()
+    assert [np.shape(p) for p in items] == [np.shape(items[0])] * 4 and np.shape(items[0])[1] == 3
+    assert len(titles) == 4 and title == "linear interpolation"
+    meshed = [out / r["mesh"] for r in man["steps"] if "mesh" in r]
+    if meshed:
+        assert draw.calls[1][0] == meshed and man["meshes_png"] == draw.calls[1][2].name == "strip_meshes.png"
+    assert len(draw.calls) == 1 + bool(meshed)
     assert json.loads((out / "manifest.json").read_text())["method"] == "linear"
     assert json.loads((out / "provenance.json").read_text())["seed"] == 0
     with pytest.raises(OutputExistsError, match="not empty; pass --force"):
@@ -49,6 +73,7 @@ def test_interpolation_from_mesh_files_and_path(tiny_run, real_mesh_paths, tmp_p
     )
     assert len(man["steps"]) == 2 * 2 + 1 and [r["segment"] for r in man["steps"]] == [0, 0, 0, 1, 1]
     assert "class_consistency" not in man
+    assert "points_png" not in man and not list((tmp_path / "i").glob("*.png"))  # no drawer, no pictures
 
 
 def test_interpolation_errors(tiny_run, tiny_data, store, tmp_path):
@@ -91,8 +116,11 @@ def test_mesher_failure_is_reported_and_the_rest_goes_on(tiny_run, tiny_data, st
 
 def test_sampling_and_class_filter(tiny_run, tiny_data, store, tmp_path):
     cls = ShapeDataset(tiny_data).meta[0]["class"]
-    man = run_sampling(tiny_run, store, tmp_path / "s", n=4, components=2, cls=cls, split=None, mesher=None)
+    draw = _Drawer()
+    man = run_sampling(tiny_run, store, tmp_path / "s", n=4, components=2, cls=cls, split=None, mesher=None, draw=draw)
     assert len(man["samples"]) == 4 and man["fitted_on"] == 6 and man["class"] == cls
+    assert man["points_png"] == "samples_points.png" and "meshes_png" not in man and len(draw.calls) == 1
+    assert draw.calls[0][3] == "l-GMM samples (2 components)" and len(draw.calls[0][1]) == 4
     with pytest.raises(StoreError, match="no class 'throne'"):
         run_sampling(tiny_run, store, tmp_path / "t", n=2, components=1, cls="throne", mesher=None)
     with pytest.raises(ValueError, match="needs at least that many codes"):

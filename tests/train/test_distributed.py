@@ -133,6 +133,8 @@ def ddp_run(tmp_path_factory, tiny_data):
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     logs = {p.parent.name: p.read_text() for p in (tmp / "logs").rglob("stderr.log")}
+    stdout = {p.parent.name: p.read_text() for p in (tmp / "logs").rglob("stdout.log")}  # results go to stdout
+    logs = {rank: text + stdout.get(rank, "") for rank, text in logs.items()}
     return {"tmp": tmp, "run": run, "logs": logs}
 
 

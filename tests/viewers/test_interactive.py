@@ -1,6 +1,6 @@
 """The interactive viewer: loading and errors without a display; the real window under Xvfb (marker ``display``).
 
-The display tests start their own Xvfb, run ``python -m viewers.interactive`` in a subprocess, drive it with
+The display tests start their own Xvfb, run ``python -m shapelatent.cli.main view`` in a subprocess, drive it with
 ``xdotool`` and take screenshots with ImageMagick's ``import`` and with the viewer's own capture. They skip only
 when Xvfb, xdotool or import is not installed (``apt-get install xvfb xdotool imagemagick``).
 """
@@ -23,10 +23,10 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
+from shapelatent.cli.view import register
 from shapelatent.io import write_points_ply
 from shapelatent.latent.store import LatentStore
 from viewers import interactive
-from viewers.view_cli import register
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = ("Xvfb", "xdotool", "import")
@@ -154,7 +154,7 @@ class _Viewer:
         self.env = {**os.environ, "DISPLAY": display, "PYTHONPATH": str(REPO)}
         self.env.pop("WAYLAND_DISPLAY", None)
         self.shots = shots
-        cmd = [sys.executable, "-m", "viewers.interactive", *args, "--screenshot-dir", str(shots)]
+        cmd = [sys.executable, "-m", "shapelatent.cli.main", "view", *args, "--screenshot-dir", str(shots)]
         self.proc = subprocess.Popen(cmd, env=self.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         found = subprocess.run(
             ["xdotool", "search", "--sync", "--name", "shapelatent view"],

@@ -16,6 +16,7 @@ import typer
 from scipy.spatial import cKDTree
 from typer.testing import CliRunner
 
+from shapelatent.cli.view import register
 from shapelatent.errors import StoreError
 from shapelatent.latent.encode import encode_to_store
 from shapelatent.latent.interpolate import interpolate_codes
@@ -33,7 +34,6 @@ from viewers.map_view import (
     map_layout,
     map_tour,
 )
-from viewers.view_cli import register
 
 
 @pytest.fixture(scope="module")

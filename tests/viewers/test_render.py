@@ -13,6 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from shapelatent.io import write_points_ply
+from viewers import backends
 from viewers import render as R
 
 SIZE = (160, 160)
@@ -81,6 +82,20 @@ def test_render_views_writes_titled_sheet(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*tmp*"))  # written atomically, no temporary left behind
 
 
+def test_render_strip_draws_points_and_mesh_files_in_one_row(tmp_path: Path) -> None:
+    # the drawer the library's jobs are given (interpolate/sample/arithmetic strips, evaluate's samples.png)
+    mesh_file = tmp_path / "box_mesh.ply"
+    _box().export(mesh_file)
+    plain = R.render_strip([_sphere_points(), mesh_file], ["points", "mesh"], tmp_path / "plain.png", size=SIZE)
+    titled = R.render_strip([_sphere_points(), mesh_file], ["points", "mesh"], tmp_path / "t.png", "a title", size=SIZE)
+    a, b = Image.open(plain), Image.open(titled)
+    assert a.width == b.width == 2 * SIZE[0] and SIZE[1] < a.height < b.height  # one row; the title adds a band
+    cells = np.asarray(a.convert("RGB"))[-SIZE[1] :]
+    left, right = cells[:, : SIZE[0]], cells[:, SIZE[0] :]
+    assert 0.03 <= _coverage(left) <= 0.80 and 0.03 <= _coverage(right) <= 0.80
+    assert np.abs(left.astype(int) - right.astype(int)).mean() > 5  # points and a mesh look different
+
+
 def test_points_mode_samples_meshes() -> None:
     (img,) = R.render_images([_box()], size=SIZE, mode="points")
     assert 0.03 <= _coverage(img) <= 0.80
@@ -122,7 +137,7 @@ def test_render_folder(tmp_path: Path, meshes: bool) -> None:
 
 
 def test_cli_render_folder_and_files(tmp_path: Path) -> None:
-    from viewers.cli import register
+    from shapelatent.cli.render import register
 
     app = typer.Typer()
     register(app)
@@ -192,12 +207,14 @@ def test_offscreen_renderer_draws_points_like_the_default() -> None:
 
 
 def test_unavailable_legacy_renderer_names_packages(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(R, "legacy_available", lambda: (False, "install `apt-get install libegl1 libgl1`"))
+    monkeypatch.setattr(backends, "legacy_available", lambda: (False, "install `apt-get install libegl1 libgl1`"))
     with pytest.raises(R.RendererUnavailableError, match="libegl1 libgl1"):
         R.render_images([_box()])
 
 
 def test_unavailable_renderer_names_packages(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(R, "offscreen_available", lambda: (False, "no Vulkan: install libvulkan1 mesa-vulkan-drivers"))
+    monkeypatch.setattr(
+        backends, "offscreen_available", lambda: (False, "no Vulkan: install libvulkan1 mesa-vulkan-drivers")
+    )
     with pytest.raises(R.RendererUnavailableError, match="libvulkan1 mesa-vulkan-drivers"):
         R.render_images([_box()], renderer="offscreen")

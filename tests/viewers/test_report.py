@@ -17,13 +17,13 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
+from shapelatent.cli.report import register
 from shapelatent.data.build import SamplingConfig
 from shapelatent.data.sources.procedural import build_procedural
 from shapelatent.models import ModelConfig
 from shapelatent.train.config import RunConfig, TrainConfig
 from shapelatent.train.loop import train
 from viewers.report import write_report
-from viewers.report_cli import register
 
 CHROMIUM = shutil.which("chromium")
 EPOCHS = 2

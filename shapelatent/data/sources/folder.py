@@ -6,13 +6,17 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shapelatent.data.build import BuildItem, BuildResult, Progress, SamplingConfig, build_items
+from shapelatent.data.build import BuildItem, BuildOptions, BuildResult, build_items
+from shapelatent.data.sources.registry import DataSource, SourceOption
 from shapelatent.errors import MeshReadError
 from shapelatent.io.meshes import supported_mesh_extensions, supported_point_extensions
 
-__all__ = ["build_folder", "folder_items", "list_inputs", "load_class_map"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["SOURCE", "build_folder", "folder_items", "list_inputs", "load_class_map"]
 
 
 def load_class_map(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -71,19 +75,24 @@ def build_folder(
     root: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    sampling: SamplingConfig | None = None,
     class_map: dict[str, str] | None = None,
-    seed: int = 0,
-    split_fractions: dict[str, float] | None = None,
     license: str = "",
     creator: str = "",
-    force: bool = False,
-    workers: int | None = None,
-    progress: Progress | None = None,
+    seed: int = 0,
+    **options: Unpack[BuildOptions],
 ) -> BuildResult:
     """Build a dataset from every mesh / point-cloud file under a folder.
 
     Broken files are skipped and listed, with the reason, in ``build_report.json``.
+
+    Args:
+        root: the folder; class = first sub-folder name (``unlabelled`` for files directly in it).
+        out: the dataset folder to create.
+        class_map: relative path (forward slashes) -> class, overriding the sub-folder name.
+        license: licence recorded for every item.
+        creator: creator recorded for every item.
+        seed: seeds sampling and the split.
+        **options: :class:`~shapelatent.data.build.BuildOptions` (sampling, split fractions, force, workers, ...).
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
@@ -92,14 +101,25 @@ def build_folder(
     src = Path(root)
     items = folder_items(src, class_map, license, creator)
     source: dict[str, Any] = {"kind": "folder", "root": str(src.resolve()), "files": len(items)}
-    return build_items(
-        items,
-        out,
-        source=source,
-        sampling=sampling or SamplingConfig(seed=seed),
-        split_seed=seed,
-        split_fractions=split_fractions,
-        force=force,
-        workers=workers,
-        progress=progress,
-    )
+    return build_items(items, out, source=source, split_seed=seed, **options)
+
+
+SOURCE = DataSource(
+    name="folder",
+    help="Build a dataset from every mesh (OBJ/OFF/PLY/STL/GLB/GLTF) and point file (PLY/XYZ/NPY) under PATH.",
+    build=build_folder,
+    options=(
+        SourceOption(
+            "path",
+            Path,
+            "Folder of meshes / point clouds; class = first sub-folder name.",
+            argument=True,
+            keyword="root",
+        ),
+        SourceOption(
+            "class_map", Path | None, "CSV (file,class) or JSON {file: class} mapping.", None, convert=load_class_map
+        ),
+        SourceOption("license", str, "Licence recorded for every item.", ""),
+        SourceOption("creator", str, "Creator recorded for every item.", ""),
+    ),
+)

@@ -20,17 +20,22 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shapelatent.data.build import DEFAULT_MAX_FACES, BuildItem, BuildResult, Progress, SamplingConfig, build_items
+from shapelatent.data.build import MAX_FACES_OPTION, BuildItem, BuildOptions, BuildResult, build_items
+from shapelatent.data.sources.registry import DataSource, SourceOption, split_list
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "MODELNET_CREATOR",
     "MODELNET_LICENSE",
+    "SOURCE",
     "UP_AXES",
     "ModelNetItems",
     "build_modelnet",
@@ -176,19 +181,14 @@ def build_modelnet(
     classes: Sequence[str] | None = None,
     up: str = "z",
     val_fraction: float = 0.0,
-    sampling: SamplingConfig | None = None,
     seed: int = 0,
-    max_faces: int = DEFAULT_MAX_FACES,
-    force: bool = False,
-    workers: int | None = None,
-    progress: Progress | None = None,
+    **options: Unpack[BuildOptions],
 ) -> BuildResult:
     """Build a dataset from a ModelNet10/40 folder (see :func:`modelnet_items` for the listing arguments).
 
     Args:
-        sampling: points per shape and normalisation (default: 2048 points, seed ``seed``).
         seed: seeds sampling and the val carve-out.
-        max_faces: meshes with more faces are skipped (reported).
+        **options: :class:`~shapelatent.data.build.BuildOptions` (sampling, max faces, force, workers, ...).
 
     Raises:
         FileNotFoundError, ValueError: see :func:`modelnet_items`.
@@ -205,14 +205,21 @@ def build_modelnet(
         "split": "official train/test" + (f", val carved from train (seed {seed})" if val_fraction else ""),
         "license": MODELNET_LICENSE,
     }
-    return build_items(
-        listing.items,
-        out,
-        source=source,
-        sampling=sampling or SamplingConfig(seed=seed),
-        split_seed=seed,
-        max_faces=max_faces,
-        force=force,
-        workers=workers,
-        progress=progress,
-    )
+    return build_items(listing.items, out, source=source, split_seed=seed, **options)
+
+
+SOURCE = DataSource(
+    name="modelnet",
+    help="Build a dataset from ModelNet10 or ModelNet40, keeping the official train/test split.",
+    build=build_modelnet,
+    options=(
+        SourceOption("root", Path, "ModelNet10/40 folder: <root>/<class>/{train,test}/<class>_NNNN.off", argument=True),
+        SourceOption("classes", str | None, "Comma-separated subset of class folders.", None, convert=split_list),
+        SourceOption("up", str, "Up axis of the models: z (ModelNet's) | y.", "z"),
+        SourceOption(
+            "val_fraction", float, "Fraction of each class's official train models moved to val (seeded).", 0.0
+        ),
+        MAX_FACES_OPTION,
+    ),
+    seed_help="Seed for sampling and the seeded split.",
+)

@@ -21,10 +21,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shapelatent.data.build import BuildItem, BuildResult, Progress, SamplingConfig, build_items
+from shapelatent.data.build import BuildItem, BuildOptions, BuildResult, build_items
+from shapelatent.data.sources.registry import DataSource, SourceOption, split_list
 from shapelatent.data.sources.shapenet import (
+    FRONT_OPTION,
     FRONTS,
     SHAPENET_CREATOR,
     SHAPENET_LICENSE,
@@ -33,9 +35,12 @@ from shapelatent.data.sources.shapenet import (
     load_taxonomy,
 )
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["POINTSET_LAYOUTS", "PointSetItems", "build_pointset", "detect_layout", "pointset_items"]
+__all__ = ["POINTSET_LAYOUTS", "SOURCE", "PointSetItems", "build_pointset", "detect_layout", "pointset_items"]
 
 POINTSET_LAYOUTS = ("latent_3d_points", "pc15k")
 _FILE_EXT = {"latent_3d_points": ".ply", "pc15k": ".npy"}
@@ -167,12 +172,8 @@ def build_pointset(
     layout: str = "auto",
     synsets: Sequence[str] | None = None,
     front: str = "auto",
-    sampling: SamplingConfig | None = None,
     seed: int = 0,
-    split_fractions: dict[str, float] | None = None,
-    force: bool = False,
-    workers: int | None = None,
-    progress: Progress | None = None,
+    **options: Unpack[BuildOptions],
 ) -> BuildResult:
     """Build a dataset from a pre-sampled point-cloud set (see :func:`pointset_items` for the listing).
 
@@ -180,9 +181,8 @@ def build_pointset(
     normalised; normals are estimated by PCA (unoriented) since neither set stores any.
 
     Args:
-        sampling: points per shape and normalisation (default: 2048 points, seed ``seed``).
         seed: seeds the sub-sampling and, for latent_3d_points, the split.
-        split_fractions: train/val/test fractions of the seeded split (default 0.8/0.1/0.1).
+        **options: :class:`~shapelatent.data.build.BuildOptions` (sampling, split fractions, force, workers, ...).
 
     Raises:
         FileNotFoundError, ValueError: see :func:`pointset_items`.
@@ -199,14 +199,22 @@ def build_pointset(
         "split": "official (pc15k)" if listing.layout == "pc15k" else "seeded",
         "license": SHAPENET_LICENSE,
     }
-    return build_items(
-        listing.items,
-        out,
-        source=source,
-        sampling=sampling or SamplingConfig(seed=seed),
-        split_seed=seed,
-        split_fractions=split_fractions,
-        force=force,
-        workers=workers,
-        progress=progress,
-    )
+    return build_items(listing.items, out, source=source, split_seed=seed, **options)
+
+
+SOURCE = DataSource(
+    name="pointset",
+    help="Build a dataset from pre-sampled point clouds (latent_3d_points PLYs or PointFlow's PC15k), no re-sampling.",
+    build=build_pointset,
+    options=(
+        SourceOption("root", Path, "Pre-sampled ShapeNet point clouds, one folder per synset.", argument=True),
+        SourceOption(
+            "layout", str, "auto | latent_3d_points (<synset>/<id>.ply) | pc15k (<synset>/<split>/<id>.npy).", "auto"
+        ),
+        SourceOption("synsets", str | None, "Comma-separated synset ids or names.", None, convert=split_list),
+        FRONT_OPTION,
+    ),
+    unit="clouds",
+    seed_help="Seed for sampling and the seeded split.",
+    oversample=False,
+)

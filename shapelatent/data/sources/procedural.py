@@ -18,10 +18,11 @@ from shapelatent.data.build import (
 from shapelatent.data.format import DatasetWriter
 from shapelatent.data.procedural import FAMILIES, chair_seed, generate_chair
 from shapelatent.data.sampling import SampledCloud, sample_surface
+from shapelatent.data.sources.registry import DataSource, SourceOption, split_list
 from shapelatent.io.atomic import atomic_write_json
 from shapelatent.provenance import provenance
 
-__all__ = ["build_procedural"]
+__all__ = ["SOURCE", "build_procedural"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ def build_procedural(
     split_fractions: dict[str, float] | None = None,
     force: bool = False,
     workers: int | None = None,
+    on_start: Progress | None = None,
     progress: Progress | None = None,
 ) -> BuildResult:
     """Generate ``count`` procedural chairs and write them as a dataset.
@@ -63,6 +65,7 @@ def build_procedural(
         split_fractions: train/val/test fractions (default 0.8/0.1/0.1).
         force: replace an existing dataset at ``out`` once the new one is complete.
         workers: processes used for generation and sampling (default: all cores).
+        on_start: called once with ``count`` before the first shape is reported.
         progress: called with the number of shapes done since the last call.
     """
     if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
@@ -74,6 +77,8 @@ def build_procedural(
     cfg = sampling or SamplingConfig(seed=seed)
     fractions = split_fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
     with DatasetWriter(Path(out), cfg.num_points, force=force) as writer:
+        if on_start:
+            on_start(count)
         for i, (family, cloud, extra) in enumerate(
             parallel_map(_ChairTask(fams, cfg, seed), range(count), default_workers(workers))  # lazy tasks
         ):
@@ -96,3 +101,16 @@ def build_procedural(
         atomic_write_json(writer.tmp / "provenance.json", provenance(info, seed))
         path = writer.finalize(info, split_seed=seed, fractions=fractions)
     return BuildResult(path, len(writer.rows), writer.skipped)
+
+
+SOURCE = DataSource(
+    name="procedural",
+    help="Generate procedural chairs (four_legged, stool, armchair, office, bench, sofa) as a dataset.",
+    build=build_procedural,
+    options=(
+        SourceOption("count", int, "Number of chairs.", 1000),
+        SourceOption("families", str | None, "Comma-separated subset of chair families.", None, convert=split_list),
+    ),
+    unit="chairs",
+    seed_help="Seed for chairs, sampling and split.",
+)

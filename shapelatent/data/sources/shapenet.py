@@ -22,17 +22,23 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shapelatent.data.build import DEFAULT_MAX_FACES, BuildItem, BuildResult, Progress, SamplingConfig, build_items
+from shapelatent.data.build import MAX_FACES_OPTION, BuildItem, BuildOptions, BuildResult, build_items
+from shapelatent.data.sources.registry import DataSource, SourceOption, split_list
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "FRONTS",
+    "FRONT_OPTION",
     "SHAPENET_CREATOR",
     "SHAPENET_LICENSE",
     "SHAPENET_SYNSETS",
+    "SOURCE",
     "ShapeNetItems",
     "build_shapenet",
     "front_rotation",
@@ -108,6 +114,14 @@ SHAPENET_SYNSETS: dict[str, str] = {
 
 #: Accepted values for the source's front axis; "auto" picks the documented one per layout.
 FRONTS = ("auto", "+z", "-z", "+x", "-x")
+#: The ``--front`` option of the ShapeNet-derived sources.
+FRONT_OPTION = SourceOption(
+    "front",
+    str,
+    "Front axis of the source models: auto (as documented per release) | +z | -z | +x | -x. "
+    "Models are turned about +Y so that it becomes +Z.",
+    "auto",
+)
 #: Row-major rotations about +Y that turn the given front axis into +Z (up stays +Y).
 _TO_FRONT_Z: dict[str, tuple[float, ...] | None] = {
     "+z": None,
@@ -326,21 +340,14 @@ def build_shapenet(
     synsets: Sequence[str] | None = None,
     split_csv: str | os.PathLike[str] | None = None,
     front: str = "auto",
-    sampling: SamplingConfig | None = None,
     seed: int = 0,
-    split_fractions: dict[str, float] | None = None,
-    max_faces: int = DEFAULT_MAX_FACES,
-    force: bool = False,
-    workers: int | None = None,
-    progress: Progress | None = None,
+    **options: Unpack[BuildOptions],
 ) -> BuildResult:
     """Build a dataset from a ShapeNetCore folder (see :func:`shapenet_items` for the arguments).
 
     Args:
-        sampling: points per shape and normalisation (default: 2048 points, seed ``seed``).
         seed: seeds sampling and the split of models without an official one.
-        split_fractions: train/val/test fractions for the seeded split (default 0.8/0.1/0.1).
-        max_faces: meshes with more faces are skipped (reported).
+        **options: :class:`~shapelatent.data.build.BuildOptions` (sampling, split fractions, max faces, ...).
 
     Raises:
         FileNotFoundError, ValueError: see :func:`shapenet_items`.
@@ -357,16 +364,27 @@ def build_shapenet(
         "split_csv": str(Path(split_csv).resolve()) if split_csv is not None else None,
         "license": SHAPENET_LICENSE,
     }
-    return build_items(
-        listing.items,
-        out,
-        source=source,
-        sampling=sampling or SamplingConfig(seed=seed),
-        split_seed=seed,
-        split_fractions=split_fractions,
-        pre_skipped=listing.skipped,
-        max_faces=max_faces,
-        force=force,
-        workers=workers,
-        progress=progress,
-    )
+    return build_items(listing.items, out, source=source, split_seed=seed, pre_skipped=listing.skipped, **options)
+
+
+SOURCE = DataSource(
+    name="shapenet",
+    help="Build a dataset from ShapeNetCore v2 (or v1); the data is yours to obtain under the ShapeNet terms.",
+    build=build_shapenet,
+    options=(
+        SourceOption("root", Path, "ShapeNetCore folder: <root>/<synset>/<model_id>/models/...", argument=True),
+        SourceOption(
+            "synsets",
+            str | None,
+            "Comma-separated synset ids or names, e.g. 03001627,04379243 or chair,table.",
+            None,
+            convert=split_list,
+        ),
+        SourceOption(
+            "split_csv", Path | None, "Official split CSV (id,synsetId,subSynsetId,modelId,split), e.g. all.csv.", None
+        ),
+        FRONT_OPTION,
+        MAX_FACES_OPTION,
+    ),
+    seed_help="Seed for sampling and the seeded split.",
+)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from shapelatent.cli.common import console, friendly
+from shapelatent.cli.common import emit, friendly
 
 __all__ = ["register", "render_cmd"]
 
@@ -28,19 +28,19 @@ def render_cmd(
 
     if len(inputs) == 1 and inputs[0].is_dir():
         result = render_folder(inputs[0], out=out, gif=gif, size=(size, size), ncols=ncols, mode=mode, fps=fps)
-        console.print(f"rendered {result.mode} of [bold]{inputs[0]}[/] to [bold]{result.sheet}[/]")
+        emit(f"rendered {result.mode} of [bold]{inputs[0]}[/] to [bold]{result.sheet}[/]")
         if result.gif is not None:
-            console.print(f"animation: [bold]{result.gif}[/]")
+            emit(f"animation: [bold]{result.gif}[/]")
         return
     folders = [p for p in inputs if p.is_dir()]
     if folders:
         raise ValueError(f"{folders[0]}: give one interpolation folder on its own, or only files")
     images = render_images(inputs, size=(size, size), mode=mode)
     save_sheet(images, out, titles=[p.stem for p in inputs], ncols=ncols)
-    console.print(f"rendered {len(inputs)} shapes to [bold]{out}[/]")
+    emit(f"rendered {len(inputs)} shapes to [bold]{out}[/]")
     if gif is not None:
         save_gif(images, gif, fps=fps)
-        console.print(f"animation: [bold]{gif}[/]")
+        emit(f"animation: [bold]{gif}[/]")
 
 
 def register(app: typer.Typer) -> None:

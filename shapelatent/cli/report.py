@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from shapelatent.cli.common import console, friendly
+from shapelatent.cli.common import emit, friendly
 
 __all__ = ["register"]
 
@@ -27,4 +27,4 @@ def register(app: typer.Typer) -> None:
         from viewers.report import write_report
 
         path = write_report(run, out)
-        console.print(f"wrote [bold]{path}[/] ({path.stat().st_size / 1e6:.1f} MB, self-contained)", highlight=False)
+        emit(f"wrote [bold]{path}[/] ({path.stat().st_size / 1e6:.1f} MB, self-contained)")
