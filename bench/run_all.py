@@ -80,6 +80,7 @@ BENCHES: tuple[Bench, ...] = (
     Bench("retrieval", "retrieval.py", "latent retrieval latency and recall@K, exact and FAISS"),
     Bench("meshing", "meshing.py", "meshers on procedural chairs: Chamfer to the true surface"),
     Bench("implicit_extract", "implicit_extract.py", "implicit decoder -> mesh (MISE): evaluations, s per shape"),
+    Bench("implicit_head", "implicit_head.py", "occupancy-head architectures: IoU and F-score after a CPU budget"),
     Bench("interpolation", "interpolation.py", "class consistency of interpolated codes", model="required"),
     Bench("emd", "emd.py", "earth mover's distance: exact solver against the auction (time, error)",
           optional_script=True),

@@ -150,8 +150,9 @@ def train_cmd(
     implicit: Annotated[
         str | None,
         typer.Option(
-            help="Also train an occupancy head on the same code, jointly: cbn | concat | film (needs a dataset with "
-            "occupancy samples; `shapelatent train-implicit` adds a head to a trained model)."
+            help="Also train an occupancy head on the same code, jointly: cbn | concat | film, with that kind's "
+            "default sizes (other sizes: [model.implicit] in --config). Needs a dataset with occupancy samples; "
+            "`shapelatent train-implicit` adds a head to a trained model instead."
         ),
     ] = None,
     implicit_weight: Annotated[
@@ -245,8 +246,12 @@ def demo_cmd(
     ] = 1024,
     seed: Annotated[int, typer.Option(help="Seed for everything.")] = 0,
     head_epochs: Annotated[
-        int, typer.Option(help="Epochs of the occupancy head (trained on the frozen encoder); 0: no head, Poisson.")
-    ] = 30,
+        int,
+        typer.Option(
+            help="Also train an occupancy head for this many epochs (encoder frozen) and mesh the interpolation with "
+            "it; 0 (default): no head, Poisson meshes (the head is still too coarse here, see the README)."
+        ),
+    ] = 0,
     force: ForceOpt = False,
 ) -> None:
     """Procedural chairs → autoencoder + occupancy head (CPU) → reconstructions, codes, neighbours, meshes."""
