@@ -26,12 +26,12 @@ def train_implicit_cmd(
         ),
     ] = "cbn",
     hidden: Annotated[
-        int | None, typer.Option(help="Width of the head's layers (default per kind: cbn 256, concat 256, film 128).")
+        int | None, typer.Option(help="Width of the head's layers (default per kind: cbn 128, concat 256, film 128).")
     ] = None,
     blocks: Annotated[
-        int | None, typer.Option(help="ResNet blocks (cbn, film) or hidden layers (concat); default 5, 4, 4.")
+        int | None, typer.Option(help="ResNet blocks (cbn, film) or hidden layers (concat); default 3, 4, 4.")
     ] = None,
-    fourier: Annotated[int, typer.Option(help="Fourier-feature bands of the query (0: raw coordinates).")] = 0,
+    fourier: Annotated[int, typer.Option(help="Fourier-feature bands of the query (0: raw coordinates).")] = 4,
     epochs: Annotated[
         int | None, typer.Option(help="Passes over the train split (default 100; with --resume: the stored run's).")
     ] = None,

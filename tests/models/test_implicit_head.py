@@ -46,8 +46,8 @@ def test_implicit_fn_takes_the_autoencoder_and_needs_a_head():
 
 
 def test_config_defaults_round_trip_and_errors():
-    assert ImplicitConfig() == ImplicitConfig(kind="cbn", hidden=256, blocks=5, fourier=0)  # ONet's decoder
-    assert (ImplicitConfig(kind="concat").hidden, ImplicitConfig(kind="film").hidden) == (256, 128)
+    assert ImplicitConfig() == ImplicitConfig(kind="cbn", hidden=128, blocks=3, fourier=4)  # bench/implicit_head.py
+    assert (ImplicitConfig(kind="concat").hidden, ImplicitConfig(kind="film").blocks) == (256, 4)
     c = ModelConfig(num_points=64, implicit={"kind": "concat", "hidden": 32, "blocks": 3, "fourier": 0})
     assert isinstance(c.implicit, ImplicitConfig)
     assert ModelConfig.from_dict(c.to_dict()) == c
