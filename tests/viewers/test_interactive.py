@@ -154,7 +154,7 @@ class _Viewer:
         self.env = {**os.environ, "DISPLAY": display, "PYTHONPATH": str(REPO)}
         self.env.pop("WAYLAND_DISPLAY", None)
         self.shots = shots
-        cmd = [sys.executable, "-m", "shapelatent.cli.main", "view", *args, "--screenshot-dir", str(shots)]
+        cmd = [sys.executable, "-m", "shapelatent.cli.main", "view", "--legacy", *args, "--screenshot-dir", str(shots)]
         self.proc = subprocess.Popen(cmd, env=self.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         found = subprocess.run(
             ["xdotool", "search", "--sync", "--name", "shapelatent view"],
