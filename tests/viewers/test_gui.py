@@ -318,13 +318,31 @@ class _App:
         return Path(self.err.name).read_text(errors="replace")
 
     def close_with_escape(self) -> int:
+        """Press Escape (again, addressed to the window, if the first press got lost) and return the exit code; a
+        window that neither closes nor reports the renderer hang counts as hung too (relaunched by _attempts)."""
         x, y, w, h = self.layout["window"]
-        self.xdo("mousemove", str(x + w // 2), str(y + 10))
-        self.xdo("key", "Escape")
-        code = self.proc.wait(timeout=30)
-        if code == 3:
-            raise _Stalled(self.stderr()[-300:])
-        return code
+        self.xdo("mousemove", str(x + w // 2), str(y + h // 2))
+        for extra in ([], ["--window", self._window_id()]):
+            subprocess.run(["xdotool", "key", *extra, "Escape"], env=self.env, timeout=20, capture_output=True)
+            try:
+                code = self.proc.wait(timeout=25)
+            except subprocess.TimeoutExpired:
+                continue
+            if code == 3:
+                raise _Stalled(self.stderr()[-300:])
+            return code
+        raise _Stalled("the window did not close on Escape (renderer hung before the watchdog fired)")
+
+    def _window_id(self) -> str:
+        found = subprocess.run(
+            ["xdotool", "search", "--name", "shapelatent view"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        ids = found.stdout.split()
+        return ids[0] if ids else "0"
 
     def kill(self) -> None:
         if self.proc.poll() is None:
