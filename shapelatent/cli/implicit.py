@@ -22,7 +22,7 @@ def train_implicit_cmd(
         str,
         typer.Option(
             help="Head architecture: cbn (Occupancy Networks' conditional-batch-norm ResNet) | concat (IM-NET MLP "
-            "on [x, z]) | film (the ResNet with FiLM, no normalisation)."
+            "on the query and code concatenated) | film (the ResNet with FiLM, no normalisation)."
         ),
     ] = "cbn",
     hidden: Annotated[
