@@ -298,22 +298,15 @@ def neighbor_panels(store: Any, query: str | int, k: int) -> list[Panel]:
         StoreError: unknown id; ValueError: bad k or index, or no item with a source file to show.
     """
     from shapelatent.data.build import SamplingConfig
-    from shapelatent.latent.retrieval import NeighborIndex
     from shapelatent.latent.sources import source_points
     from shapelatent.latent.store import LatentStore
+    from viewers.gui.neighbors import neighbor_rows  # the query and its k nearest rows, shared with the GUI
 
     cfg = SamplingConfig(num_points=1024)
 
     if not isinstance(store, LatentStore):
         store = LatentStore.open(store)
-    if isinstance(query, int) or (isinstance(query, str) and query.isdigit() and query not in store.ids):
-        i = int(query)
-        if not 0 <= i < len(store):
-            raise ValueError(f"{store.path}: query index {i} is out of range 0..{len(store) - 1}.")
-    else:
-        i = store.index_of(str(query))
-    res = NeighborIndex(store.codes).search(store.codes[i][None], k, exclude=[i])
-    rows = [(i, None)] + [(int(j), float(d)) for j, d in zip(res.indices[0], res.distances[0], strict=True) if j >= 0]
+    rows = neighbor_rows(store, query, k)
     panels = []
     for rank, (j, dist) in enumerate(rows):
         item = store.items[j]

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ import trimesh
 from PIL import Image
 
 from shapelatent.latent.store import LatentStore
+from tests.viewers.conftest import xvfb_display
 from viewers.gui.picking import pick, project_to_pixels
 from viewers.gui.session import Endpoint, InterpSession, session_from_folder, session_from_refs
 from viewers.gui.worker import LatestWorker
@@ -201,26 +202,9 @@ TOOLS = ("Xvfb", "xdotool")
 
 
 @pytest.fixture(scope="module")
-def display() -> str:
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (apt-get install xvfb xdotool)")
-    from tests.viewers.test_interactive import _free_display
-
-    n = _free_display()
-    proc = subprocess.Popen(
-        ["Xvfb", f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while not Path(f"/tmp/.X11-unix/X{n}").exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"Xvfb :{n} did not start")
-        time.sleep(0.1)
-    yield f":{n}"
-    proc.terminate()
-    proc.wait(timeout=10)
+def display() -> Iterator[str]:
+    with xvfb_display(TOOLS, "xvfb xdotool") as d:
+        yield d
 
 
 class _Stalled(Exception):

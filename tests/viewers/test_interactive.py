@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from typer.testing import CliRunner
 from shapelatent.cli.view import register
 from shapelatent.io import write_points_ply
 from shapelatent.latent.store import LatentStore
+from tests.viewers.conftest import xvfb_display
 from viewers import interactive
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,38 +113,10 @@ def test_cli_without_display_says_what_to_do(monkeypatch: pytest.MonkeyPatch, tm
 
 
 # ---------------------------------------------------------------------------------------------- under Xvfb
-def _free_display() -> int:
-    for n in range(90, 200):
-        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
-            return n
-    raise RuntimeError("no free X display number in 90..199")
-
-
 @pytest.fixture(scope="module")
 def xvfb() -> Iterator[str]:
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (apt-get install xvfb xdotool imagemagick)")
-    n = _free_display()
-    proc = subprocess.Popen(
-        ["Xvfb", f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not Path(f"/tmp/.X11-unix/X{n}").exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Xvfb :{n} did not start (exit code {proc.poll()})")
-            time.sleep(0.1)
-        yield f":{n}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    with xvfb_display(TOOLS, "xvfb xdotool imagemagick") as display:
+        yield display
 
 
 class _Viewer:

@@ -29,7 +29,7 @@ def neighbor_rows(store: Any, query: str | int, k: int) -> list[tuple[int, float
     """``[(store row, distance or None for the query)]``: the query then its k nearest codes (exact search).
 
     Raises:
-        StoreError: unknown id. ValueError: bad k or index.
+        StoreError: unknown id. ValueError: bad index, or k outside 1..N-1 (checked by ``NeighborIndex.search``).
     """
     from shapelatent.latent.retrieval import NeighborIndex
 
@@ -39,8 +39,6 @@ def neighbor_rows(store: Any, query: str | int, k: int) -> list[tuple[int, float
             raise ValueError(f"{store.path}: query index {i} is out of range 0..{len(store) - 1}.")
     else:
         i = store.index_of(str(query))
-    if not 1 <= k < len(store):
-        raise ValueError(f"-k must be between 1 and {len(store) - 1} (the store holds {len(store)} codes); got {k}")
     res = NeighborIndex(store.codes).search(store.codes[i][None], k, exclude=[i])
     return [(i, None)] + [(int(j), float(d)) for j, d in zip(res.indices[0], res.distances[0], strict=True) if j >= 0]
 
