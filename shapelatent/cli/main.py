@@ -116,15 +116,79 @@ def _train_with_progress(data: Path, out: Path, cfg, resume: bool, force: bool):
         return train(data, out, cfg, resume=resume, force=force, on_step=on_step, on_epoch=on_epoch)
 
 
+def _range_option(name: str, text: str | None) -> tuple[float, float] | None:
+    if not text:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"{name} must be 'low,high' (two numbers); got {text!r}") from None
+    return lo, hi
+
+
+def _training_data(data: list[Path], out: Path, weights: str | None, resume: bool, force: bool) -> Path:
+    """The dataset to train on: ``data[0]``, or the merge of several datasets in ``OUT/data`` (made once)."""
+    if weights is not None and len(data) < 2:
+        raise ValueError("--weights applies to several --data datasets; give two or more --data.")
+    if len(data) == 1:
+        return data[0]
+    from shapelatent.data.merge import merge_datasets, merged_matches
+    from shapelatent.train.distributed import is_main_process
+
+    try:
+        w = [float(v) for v in weights.split(",")] if weights else None
+    except ValueError:
+        raise ValueError(f"--weights must be comma-separated numbers, one per --data; got {weights!r}") from None
+    merged = out / "data"
+    if merged_matches(merged, data, w):
+        return merged  # a resumed or repeated run reuses its merge
+    if resume:
+        raise ValueError(
+            f"{merged}: does not hold the merge of {', '.join(map(str, data))}; resume with the --data and "
+            "--weights the run was started with."
+        )
+    if not is_main_process():
+        raise ValueError(f"{merged}: merge the datasets first (`shapelatent data merge ... --out {merged}`).")
+    with bar("merging datasets", len(data)) as pb:
+        merge_datasets(data, merged, w, force=force, progress=lambda d, t: pb.update(0, completed=d))
+    return merged
+
+
 @app.command("train")
 @friendly
 def train_cmd(
-    data: Annotated[Path, typer.Option("--data", "-d", help="Dataset folder (from `shapelatent data build`).")],
+    data: Annotated[
+        list[Path],
+        typer.Option(
+            "--data",
+            "-d",
+            help="Dataset folder (from `shapelatent data build`). Repeat to train on several datasets together "
+            "(same sampling and normalisation; they are merged into OUT/data, each keeping its own splits).",
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
     config: Annotated[Path | None, typer.Option(help="TOML/JSON config with [model] and [train] tables.")] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="With several --data: comma-separated sampling weights, one per dataset, e.g. 1,0.5 (each epoch "
+            "then draws as many shapes as the train splits hold, with replacement, dataset d with probability "
+            "w_d / sum(w)). Default: every train shape once per epoch."
+        ),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Override train.epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override train.batch_size (default 50).")] = None,
     lr: Annotated[float | None, typer.Option(help="Override train.lr (default 5e-4).")] = None,
+    lr_schedule: Annotated[
+        str | None, typer.Option(help="constant (default) | cosine (lr * (1 + cos(pi e / E)) / 2 at epoch e).")
+    ] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option(help="Decoupled weight decay (AdamW); 0 (default) keeps plain Adam.")
+    ] = None,
+    emd_weight: Annotated[
+        float | None,
+        typer.Option(help="w in Chamfer + w * EMD (auction matching), against points bunching; default 0."),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Override train.seed.")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda.")] = None,
     latent_dim: Annotated[int | None, typer.Option(help="Override model.latent_dim (Z, default 128).")] = None,
@@ -134,6 +198,14 @@ def train_cmd(
     ] = None,
     scale_aug: Annotated[
         str | None, typer.Option(help="Random isotropic scale range 'low,high', e.g. 0.85,1.15.")
+    ] = None,
+    mirror_aug: Annotated[
+        bool | None,
+        typer.Option("--mirror-aug/--no-mirror-aug", help="Random left-right mirror (x -> -x) of half the shapes."),
+    ] = None,
+    aniso_aug: Annotated[
+        str | None,
+        typer.Option(help="Random per-axis scale range 'low,high' (three factors per shape), e.g. 0.9,1.1."),
     ] = None,
     chamfer_backend: Annotated[str | None, typer.Option(help="Chamfer backend (auto, numba, torch, ...).")] = None,
     workers: Annotated[
@@ -166,13 +238,9 @@ def train_cmd(
 
     Data-parallel: `torchrun --nproc_per_node=N -m shapelatent.cli.main train ...` (only rank 0 prints).
     """
-    scale = None
-    if scale_aug:
-        try:
-            lo, hi = (float(v) for v in scale_aug.split(","))
-        except ValueError:
-            raise ValueError(f"--scale-aug must be 'low,high' (two numbers); got {scale_aug!r}") from None
-        scale = (lo, hi)
+    scale = _range_option("--scale-aug", scale_aug)
+    aniso = _range_option("--aniso-aug", aniso_aug)
+    data_dir = _training_data(data, out, weights, resume, force)
     if resume and epochs is None and config is None:
         epochs = _stored_epochs(out)  # a bare --resume finishes the run as planned (not the default epoch count)
     cfg = _run_config(
@@ -187,10 +255,15 @@ def train_cmd(
                 "epochs": epochs,
                 "batch_size": batch_size,
                 "lr": lr,
+                "lr_schedule": lr_schedule,
+                "weight_decay": weight_decay,
+                "emd_weight": emd_weight,
                 "seed": seed,
                 "device": device,
                 "augment_rotate": rotate,
                 "augment_scale": scale,
+                "augment_mirror": mirror_aug,
+                "augment_aniso": aniso,
                 "chamfer_backend": chamfer_backend,
                 "workers": workers,
                 "amp": amp,
@@ -204,9 +277,9 @@ def train_cmd(
         from shapelatent.train.loop import train
 
         logging.getLogger().setLevel(logging.WARNING)
-        train(data, out, cfg, resume=resume, force=force)
+        train(data_dir, out, cfg, resume=resume, force=force)
         return
-    result = _train_with_progress(data, out, cfg, resume, force)
+    result = _train_with_progress(data_dir, out, cfg, resume, force)
     emit_result(
         {"run_dir": result.run_dir, "files": _run_files(result), "summary": result.summary},
         as_json,

@@ -10,10 +10,11 @@ from typing import Any
 
 from shapelatent.models.pointnet import ModelConfig
 
-__all__ = ["AMP_DTYPES", "DEVICES", "RunConfig", "TrainConfig", "load_config"]
+__all__ = ["AMP_DTYPES", "DEVICES", "LR_SCHEDULES", "RunConfig", "TrainConfig", "load_config"]
 
 DEVICES = ("auto", "cpu", "cuda")
 AMP_DTYPES = ("auto", "bfloat16", "float16")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class TrainConfig:
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         augment_rotate: random rotation about the up (Y) axis.
         augment_scale: (low, high) range of a random isotropic scale, or None.
+        augment_mirror: flip each shape left-right (x -> -x) with probability 1/2 (valid for furniture, whose
+            mirror image is a shape of the same kind; the datasets' up axis is +Y and the front faces +-Z).
+        augment_aniso: (low, high) range of a random per-axis scale (three independent factors), or None.
         chamfer_backend: see ``shapelatent.ops.chamfer.BACKENDS``.
         normal_weight: weight of the normal-consistency term (models with ``predict_normals``).
         threads: torch CPU threads (0: torch's default).
@@ -45,6 +49,11 @@ class TrainConfig:
             was 0.00757 against 0.00754 without a head, at val IoU 0.361; w = 0.1 and 1 cost 4% and 13% Chamfer
             for IoU 0.381 and 0.391.
         implicit_queries: T, occupancy queries per shape per step (half uniform, half near the surface).
+        lr_schedule: ``constant``, or ``cosine``: epoch e (0-based) of E runs at ``lr * (1 + cos(pi e / E)) / 2``
+            (SGDR without restarts, Loshchilov & Hutter 2017), set from the epoch index so a resumed run matches.
+        weight_decay: decoupled weight decay (AdamW, Loshchilov & Hutter 2019); 0 keeps plain Adam.
+        emd_weight: w in loss = Chamfer + w * EMD (auction matching; see ``forward_loss_terms``), a term against
+            decoded points bunching on large surfaces; 0 (default) trains on Chamfer alone.
     """
 
     epochs: int = 100
@@ -54,6 +63,8 @@ class TrainConfig:
     device: str = "auto"
     augment_rotate: bool = False
     augment_scale: tuple[float, float] | None = None
+    augment_mirror: bool = False
+    augment_aniso: tuple[float, float] | None = None
     chamfer_backend: str = "auto"
     normal_weight: float = 0.1
     threads: int = 0
@@ -63,6 +74,9 @@ class TrainConfig:
     sync_bn: bool = True
     implicit_weight: float = 0.01
     implicit_queries: int = 2048
+    lr_schedule: str = "constant"
+    weight_decay: float = 0.0
+    emd_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -77,17 +91,27 @@ class TrainConfig:
             raise ValueError(f"train.implicit_queries must be a positive even integer; got {self.implicit_queries!r}")
         if not self.implicit_weight >= 0:
             raise ValueError(f"train.implicit_weight must be >= 0; got {self.implicit_weight!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"train.lr_schedule must be one of {LR_SCHEDULES}; got {self.lr_schedule!r}")
+        if not self.emd_weight >= 0:
+            raise ValueError(f"train.emd_weight must be >= 0; got {self.emd_weight!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"train.weight_decay must be >= 0; got {self.weight_decay!r}")
         if self.amp_dtype not in AMP_DTYPES:
             raise ValueError(f"train.amp_dtype must be one of {AMP_DTYPES}; got {self.amp_dtype!r}")
         if self.device not in DEVICES:
             raise ValueError(f"train.device must be one of {DEVICES}; got {self.device!r}")
-        if self.augment_scale is not None:
-            lo, hi = (float(x) for x in self.augment_scale)
+        for name in ("augment_scale", "augment_aniso"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            try:
+                lo, hi = (float(x) for x in value)
+            except (TypeError, ValueError):
+                raise ValueError(f"train.{name} must be (low, high); got {value!r}") from None
             if not 0 < lo <= hi:
-                raise ValueError(
-                    f"train.augment_scale must be (low, high) with 0 < low <= high; got {self.augment_scale}"
-                )
-            object.__setattr__(self, "augment_scale", (lo, hi))
+                raise ValueError(f"train.{name} must be (low, high) with 0 < low <= high; got {value}")
+            object.__setattr__(self, name, (lo, hi))
 
 
 @dataclass(frozen=True)
@@ -101,6 +125,7 @@ class RunConfig:
         """JSON form."""
         t = asdict(self.train)
         t["augment_scale"] = list(self.train.augment_scale) if self.train.augment_scale else None
+        t["augment_aniso"] = list(self.train.augment_aniso) if self.train.augment_aniso else None
         return {"model": self.model.to_dict(), "train": t}
 
     @classmethod
@@ -113,8 +138,9 @@ class RunConfig:
         known = set(TrainConfig.__dataclass_fields__)
         if set(tdata) - known:
             raise ValueError(f"unknown train config keys {sorted(set(tdata) - known)}; allowed: {sorted(known)}")
-        if tdata.get("augment_scale") is not None:
-            tdata["augment_scale"] = tuple(tdata["augment_scale"])
+        for name in ("augment_scale", "augment_aniso"):
+            if tdata.get(name) is not None:
+                tdata[name] = tuple(tdata[name])
         return cls(model=ModelConfig.from_dict(dict(data.get("model", {}))), train=TrainConfig(**tdata))
 
     def with_overrides(self, model: dict[str, Any] | None = None, train: dict[str, Any] | None = None) -> RunConfig:

@@ -206,27 +206,48 @@ def augment(
     normals: np.ndarray | None,
     theta: np.ndarray | None,
     scale: np.ndarray | None,
+    mirror: np.ndarray | None = None,
+    aniso: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Rotate about +Y by ``theta`` and scale isotropically by ``scale``, per shape.
+    """Per shape: mirror x -> -x, rotate about +Y by ``theta``, scale by ``scale`` and then per axis by ``aniso``.
+
+    The whole map is the linear ``A = diag(aniso) * scale * R_y(theta) * M`` applied to points; normals get
+    ``A^-T`` and are renormalised (the transform that keeps them perpendicular to the surface), so a mirror or an
+    anisotropic scale leaves them unit length and outward.
 
     Args:
         points: (B, P, 3) float32.
-        normals: (B, P, 3) float32 or None (rotated, never scaled).
+        normals: (B, P, 3) float32 or None.
         theta: (B,) angles in radians, or None for no rotation.
-        scale: (B,) factors, or None for no scaling.
+        scale: (B,) isotropic factors, or None.
+        mirror: (B,) bool, True flips the shape left-right (x -> -x; furniture is left-right symmetric in
+            kind, so the mirror image is a valid shape of the same class), or None.
+        aniso: (B, 3) per-axis factors (x, y, z), or None.
 
     Returns:
         (points, normals), new float32 arrays (or the inputs when nothing applies).
     """
-    if theta is not None:
-        c, s = np.cos(theta), np.sin(theta)
-        rot = np.zeros((len(points), 3, 3), dtype=np.float32)
-        rot[:, 0, 0], rot[:, 0, 2], rot[:, 1, 1], rot[:, 2, 0], rot[:, 2, 2] = c, s, 1.0, -s, c
-        points = np.einsum("bij,bpj->bpi", rot, points).astype(np.float32)
-        if normals is not None:
-            normals = np.einsum("bij,bpj->bpi", rot, normals).astype(np.float32)
+    if theta is not None or mirror is not None:
+        if mirror is not None:
+            flip = np.where(np.asarray(mirror, dtype=bool), -1.0, 1.0).astype(np.float32)  # (B,)
+            points = points * np.stack([flip, np.ones_like(flip), np.ones_like(flip)], 1)[:, None, :]
+            if normals is not None:
+                normals = normals * np.stack([flip, np.ones_like(flip), np.ones_like(flip)], 1)[:, None, :]
+        if theta is not None:
+            c, s = np.cos(theta), np.sin(theta)
+            rot = np.zeros((len(points), 3, 3), dtype=np.float32)
+            rot[:, 0, 0], rot[:, 0, 2], rot[:, 1, 1], rot[:, 2, 0], rot[:, 2, 2] = c, s, 1.0, -s, c
+            points = np.einsum("bij,bpj->bpi", rot, points).astype(np.float32)
+            if normals is not None:
+                normals = np.einsum("bij,bpj->bpi", rot, normals).astype(np.float32)
     if scale is not None:
         points = points * scale.astype(np.float32).reshape(-1, 1, 1)
+    if aniso is not None:
+        a = np.asarray(aniso, dtype=np.float32).reshape(-1, 1, 3)
+        points = (points * a).astype(np.float32)
+        if normals is not None:
+            n = normals / a  # inverse transpose of a diagonal map
+            normals = (n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
     return points, normals
 
 
@@ -257,6 +278,7 @@ class _BatchSource(torch.utils.data.Dataset):
         self.points, self.normals = loader.points, loader.normals
         self.train_idx, self.batch_size, self.seed = loader.train_idx, loader.batch_size, loader.seed
         self.rotate, self.scale = loader.rotate, loader.scale
+        self.mirror, self.aniso, self.weights = loader.mirror, loader.aniso, loader.weights
         self.rank, self.world_size = loader.rank, loader.world_size
         self.occupancy, self.occupancy_queries = loader.occupancy, loader.occupancy_queries
         self._order: tuple[int, np.ndarray] | None = None
@@ -266,7 +288,12 @@ class _BatchSource(torch.utils.data.Dataset):
 
     def order(self, epoch: int) -> np.ndarray:
         if self._order is None or self._order[0] != epoch:
-            self._order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.train_idx))
+            rng = np.random.default_rng([self.seed, epoch])
+            if self.weights is None:
+                order = rng.permutation(self.train_idx)
+            else:  # weighted datasets: M draws with replacement, shape i with probability weights[i]
+                order = rng.choice(self.train_idx, size=len(self.train_idx), replace=True, p=self.weights)
+            self._order = (epoch, order)
         return self._order[1]
 
     def __getitem__(self, item: tuple[int, int]) -> LocalBatch:
@@ -276,18 +303,22 @@ class _BatchSource(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, epoch, _AUGMENT_STREAM, step])
         theta = rng.uniform(0.0, 2.0 * math.pi, size=n) if self.rotate else None
         scale = rng.uniform(self.scale[0], self.scale[1], size=n) if self.scale is not None else None
+        # drawn after theta and scale, so runs without these augmentations keep their batches bit for bit
+        mirror = rng.random(n) < 0.5 if self.mirror else None
+        aniso = rng.uniform(self.aniso[0], self.aniso[1], size=(n, 3)) if self.aniso is not None else None
         lo, hi = split_batch(n, self.rank, self.world_size)
         pts = self.points.read(glob[lo:hi])
         nrm = self.normals.read(glob[lo:hi]) if self.normals is not None else None
         th, sc = None if theta is None else theta[lo:hi], None if scale is None else scale[lo:hi]
-        pts, nrm = augment(pts, nrm, th, sc)
+        mi, an = None if mirror is None else mirror[lo:hi], None if aniso is None else aniso[lo:hi]
+        pts, nrm = augment(pts, nrm, th, sc, mi, an)
         batch = LocalBatch(torch.from_numpy(pts), None if nrm is None else torch.from_numpy(nrm), n)
         if self.occupancy is None:
             return batch
         q, lab, valid = self.occupancy.draw(
             glob[lo:hi], self.occupancy_queries, np.random.default_rng([self.seed, epoch, _OCCUPANCY_STREAM, step])
         )
-        q, _ = augment(q, None, th, sc)  # the same rotation and scale as the shape: labels stay true
+        q, _ = augment(q, None, th, sc, mi, an)  # the same map as the shape: labels stay true
         return batch._replace(
             queries=torch.from_numpy(q), occupancy=torch.from_numpy(lab), occupancy_valid=torch.from_numpy(valid)
         )
@@ -314,6 +345,10 @@ class TrainLoader:
         seed: run seed.
         rotate: random rotation about +Y.
         scale: (low, high) random isotropic scale, or None.
+        mirror: flip each shape left-right (x -> -x) with probability 1/2.
+        aniso: (low, high) range of a random per-axis scale (three factors per shape), or None.
+        weights: (M,) probabilities of the ``train_idx`` shapes, summing to 1 (datasets mixed with weights): each
+            epoch draws M shapes with replacement from them; None visits every shape once in a seeded order.
         with_normals: also read (and rotate) the normals.
         rank: this process's rank.
         world_size: number of processes; the last global batch is dropped when it has fewer shapes than this.
@@ -337,6 +372,9 @@ class TrainLoader:
         *,
         rotate: bool = False,
         scale: tuple[float, float] | None = None,
+        mirror: bool = False,
+        aniso: tuple[float, float] | None = None,
+        weights: np.ndarray | None = None,
         with_normals: bool = False,
         rank: int = 0,
         world_size: int = 1,
@@ -352,6 +390,13 @@ class TrainLoader:
         self.normals = NpyRows(root / "normals.npy") if with_normals else None
         self.train_idx = np.asarray(train_idx, dtype=np.int64)
         self.batch_size, self.seed, self.rotate, self.scale = batch_size, seed, rotate, scale
+        self.mirror, self.aniso = mirror, aniso
+        self.weights = None
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64)
+            if w.shape != self.train_idx.shape or not np.all(w >= 0) or not np.isclose(w.sum(), 1.0):
+                raise ValueError(f"weights must be {self.train_idx.shape} probabilities summing to 1; got {w.shape}")
+            self.weights = w / w.sum()
         self.rank, self.world_size = rank, world_size
         self.occupancy, self.occupancy_queries = occupancy, occupancy_queries
         self.steps = math.ceil(len(self.train_idx) / batch_size)

@@ -37,13 +37,14 @@ import numpy as np
 import torch
 
 from shapelatent.data.format import ShapeDataset
+from shapelatent.data.merge import shape_weights
 from shapelatent.errors import CheckpointError, OutputExistsError
 from shapelatent.io.atomic import atomic_write_json, atomic_write_text
 from shapelatent.models.pointnet import PointCloudAutoencoder
 from shapelatent.ops.chamfer import chamfer_distance
 from shapelatent.provenance import provenance
 from shapelatent.train.checkpoint import load_checkpoint, save_checkpoint
-from shapelatent.train.config import RunConfig
+from shapelatent.train.config import RunConfig, TrainConfig
 from shapelatent.train.data import NpyRows, TrainLoader, release_freed_heap, split_batch
 from shapelatent.train.distributed import DistContext, check_batch_size, env_ranks, init_distributed, wrap_model
 from shapelatent.train.occupancy import OccupancySource, encode_rows, masked_bce, occupancy_iou
@@ -73,6 +74,13 @@ class TrainResult:
     run_dir: Path
     history: list[dict[str, Any]]
     summary: dict[str, Any]
+
+
+def epoch_lr(tc: TrainConfig, epoch: int) -> float:
+    """The learning rate of 0-based ``epoch`` under ``tc.lr_schedule`` (see :class:`TrainConfig`)."""
+    if tc.lr_schedule == "cosine":
+        return float(tc.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / tc.epochs)))
+    return float(tc.lr)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -160,6 +168,7 @@ def forward_loss_terms(
     backend: str = "auto",
     occupancy: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     implicit_weight: float = 0.0,
+    emd_weight: float = 0.0,
 ) -> LossTerms:
     """One training forward: the network (under autocast when ``amp_dtype``), then the loss in float32.
 
@@ -170,6 +179,11 @@ def forward_loss_terms(
         amp_dtype: autocast dtype, or None for float32 throughout.
         occupancy: for joint training of the occupancy head: queries (B, T, 3), labels (B, T) float32 0/1 and
             valid (B,) bool; the loss gains ``implicit_weight`` times the mean BCE-with-logits over valid shapes.
+        emd_weight: w > 0 adds ``w * EMD`` against point bunching: the auction matching (within 5% of the optimum,
+            :func:`shapelatent.metrics.emd.emd_matching`, found without gradients) fixes which target point each
+            decoded point pays for, and the term is the mean Euclidean distance of the matched pairs (EMD per point,
+            as in latent_3d_points' ``match_cost / P``), so every decoded point must cover its own share of the
+            surface instead of piling onto large parts as Chamfer allows.
 
     Returns:
         :class:`LossTerms`: the training loss, its Chamfer term and its BCE term (batch means).
@@ -189,6 +203,13 @@ def forward_loss_terms(
         loss = loss + normal_weight * normal_consistency(out.normals.float(), normals, cd.idx_xy, cd.idx_yx).mean()
     if bce is not None:
         loss = loss + implicit_weight * bce
+    if emd_weight > 0:
+        from shapelatent.metrics.emd import emd_matching
+
+        pred = out.points.float()
+        match = torch.from_numpy(emd_matching(pred.detach().cpu(), points.cpu(), "auction", rtol=0.05))
+        target = torch.gather(points, 1, match.to(points.device).unsqueeze(-1).expand(-1, -1, 3))  # (B, P, 3)
+        loss = loss + emd_weight * (pred - target).norm(dim=-1).mean()
     return LossTerms(loss, cd.loss, bce)
 
 
@@ -336,7 +357,10 @@ def _fit(ds, run, config, ckpt, start_epoch, ctx, amp_dtype, on_step, on_epoch, 
         except RuntimeError as exc:
             raise CheckpointError(f"{ckpt_path}: weights do not match the model config ({exc}).") from exc
     net = wrap_model(model, ctx, tc.sync_bn)  # DDP wrapper (or model itself); checkpoints hold `model`
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    if tc.weight_decay > 0:
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
     if ckpt is not None:
         if ckpt.optim_state is not None:
@@ -344,6 +368,10 @@ def _fit(ds, run, config, ckpt, start_epoch, ctx, amp_dtype, on_step, on_epoch, 
         if scaler is not None and ckpt.state.get("grad_scaler"):
             scaler.load_state_dict(ckpt.state["grad_scaler"])
     data_info = {"path": str(ds.root.resolve()), "sampling": ds.info.get("sampling"), "classes": ds.info.get("classes")}
+    if ds.info.get("merged_from"):
+        data_info["merged_from"] = [
+            {k: e.get(k) for k in ("path", "num_shapes", "weight")} for e in ds.info["merged_from"]
+        ]
     full_config = {"run": config.to_dict(), "data": data_info}
     history = _read_history(run / "metrics.jsonl", start_epoch) if ckpt is not None else []
     ctx.barrier()  # every rank has read the old run folder before rank 0 writes to it
@@ -353,7 +381,14 @@ def _fit(ds, run, config, ckpt, start_epoch, ctx, amp_dtype, on_step, on_epoch, 
         atomic_write_json(run / "provenance.json", provenance(full_config, tc.seed))
     best = min((h["val_chamfer"] for h in history if h.get("val_chamfer") is not None), default=math.inf)
     ckpt_meta = {"run": config.to_dict(), "data": full_config["data"]}
-    aug = {"rotate": tc.augment_rotate, "scale": tc.augment_scale, "with_normals": config.model.predict_normals}
+    aug = {
+        "rotate": tc.augment_rotate,
+        "scale": tc.augment_scale,
+        "mirror": tc.augment_mirror,
+        "aniso": tc.augment_aniso,
+        "weights": shape_weights(ds, train_idx),
+        "with_normals": config.model.predict_normals,
+    }
     place = {"rank": ctx.rank, "world_size": ctx.world_size, "workers": tc.workers, "pin_memory": device.type == "cuda"}
     occupancy = None
     if config.model.implicit is not None:  # joint training: Chamfer + implicit_weight * BCE
@@ -381,6 +416,8 @@ def _fit(ds, run, config, ckpt, start_epoch, ctx, amp_dtype, on_step, on_epoch, 
 
     for epoch in range(start_epoch, end_epoch):
         net.train()
+        for group in optimizer.param_groups:
+            group["lr"] = epoch_lr(tc, epoch)
         t0 = time.perf_counter()
         loss_sum, cd_sum, seen, bce_sum = 0.0, 0.0, 0.0, 0.0
         for step, batch in enumerate(loader.epoch(epoch)):
@@ -391,7 +428,7 @@ def _fit(ds, run, config, ckpt, start_epoch, ctx, amp_dtype, on_step, on_epoch, 
                 assert batch.occupancy is not None and batch.occupancy_valid is not None  # drawn together
                 occ = (batch.queries.to(device), batch.occupancy.to(device), batch.occupancy_valid.to(device))
             terms = forward_loss_terms(
-                net, x, n, amp_dtype, tc.normal_weight, tc.chamfer_backend, occ, tc.implicit_weight
+                net, x, n, amp_dtype, tc.normal_weight, tc.chamfer_backend, occ, tc.implicit_weight, tc.emd_weight
             )
             loss, cd = terms.loss, terms.chamfer
             if terms.bce is not None:
@@ -421,6 +458,8 @@ def _fit(ds, run, config, ckpt, start_epoch, ctx, amp_dtype, on_step, on_epoch, 
             "time_s": round(elapsed, 3),
             "shapes_per_s": round(seen / elapsed, 1),
         }
+        if tc.lr_schedule != "constant":
+            row["lr"] = epoch_lr(tc, epoch)
         history.append(row)
         ctx.check_replicas(model, f"after epoch {epoch + 1}", buffers=tc.sync_bn)
         improved = row["val_chamfer"] is not None and row["val_chamfer"] < best
