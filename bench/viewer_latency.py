@@ -98,13 +98,18 @@ def slider(model: str, store: str | None, refs: list[str], moves: int, seed: int
     run_app()
     pts = [r["points_s"] for r in rows]
     mesh = [r["mesh_s"] for r in rows if "mesh_s" in r]
+    full = [r["full_mesh_s"] for r in rows if "full_mesh_s" in r]
     return {
         "mesher": session.mesher,
+        "preview_resolution": session.preview_resolution if session.has_preview else None,
+        "resolution": session.resolution,
+        "full_mesh_s_median": float(np.median(full)) if full else None,
+        "full_mesh_s_max": float(np.max(full)) if full else None,
         "moves": len(rows),
         "points_ms_median": float(1000 * np.median(pts)),
         "points_ms_max": float(1000 * np.max(pts)),
-        "mesh_s_median": float(np.median(mesh)) if mesh else None,
-        "mesh_s_max": float(np.max(mesh)) if mesh else None,
+        "first_mesh_s_median": float(np.median(mesh)) if mesh else None,
+        "first_mesh_s_max": float(np.max(mesh)) if mesh else None,
     }
 
 

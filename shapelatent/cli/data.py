@@ -62,3 +62,82 @@ def data_info_cmd(path: Annotated[Path, typer.Argument(help="Dataset folder.")],
         emit(f"source: {payload['source']}; skipped at build: {payload['skipped']} (see {payload['build_report']})")
 
     emit_result(payload, as_json, human)
+
+
+@data_app.command("split")
+@friendly
+def data_split_cmd(
+    path: Annotated[Path, typer.Argument(help="Dataset folder (rewritten in place: metadata.csv and dataset.json).")],
+    method: Annotated[
+        str, typer.Option(help="random (one seeded permutation) | stratified (per class: every class in every split).")
+    ] = "stratified",
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    fractions: Annotated[
+        str | None,
+        typer.Option(help="train,val,test fractions, e.g. 0.8,0.1,0.1 (default: those recorded in dataset.json)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give a built dataset a new train/val/test split in place, without re-sampling (the arrays are untouched)."""
+    from shapelatent.data.resplit import resplit_dataset
+
+    parsed = None
+    if fractions is not None:
+        try:
+            values = [float(v) for v in fractions.split(",")]
+        except ValueError:
+            values = []
+        if len(values) != 3:
+            raise ValueError(f"--fractions must be three numbers train,val,test such as 0.8,0.1,0.1; got {fractions!r}")
+        parsed = dict(zip(("train", "val", "test"), values, strict=True))
+    record = resplit_dataset(path, method, seed, parsed)
+    payload = {"path": path, **{k: v for k, v in record.items() if k != "previous"}, "previous": record["previous"]}
+
+    def human() -> None:
+        counts = ", ".join(f"{k} {v}" for k, v in record["counts"].items())
+        emit(f"re-split [bold]{path}[/] ({method}, seed {seed}): {counts}; `shapelatent data info {path}` per class")
+
+    emit_result(payload, as_json, human)
+
+
+@data_app.command("merge")
+@friendly
+def data_merge_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Two or more dataset folders with one sampling contract.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The merged dataset folder.")],
+    weights: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated sampling weights, one per dataset, used when training on the merge."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing output (once the new one is complete).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Merge datasets into one (what `train --data A --data B` does for itself): arrays concatenated, each source's
+    split kept, occupancy samples merged when every source has them."""
+    from shapelatent.cli.common import bar
+    from shapelatent.data.format import ShapeDataset
+    from shapelatent.data.merge import merge_datasets
+
+    try:
+        w = [float(v) for v in weights.split(",")] if weights else None
+    except ValueError:
+        raise ValueError(f"--weights must be comma-separated numbers, one per dataset; got {weights!r}") from None
+    with bar("merging datasets", len(paths)) as pb:
+        merge_datasets(paths, out, w, force=force, progress=lambda d, t: pb.update(0, completed=d))
+    ds = ShapeDataset(out)
+    payload = {
+        "path": out,
+        "num_shapes": len(ds),
+        "split_counts": ds.info["split"]["counts"],
+        "occupancy": ds.info["occupancy"],
+        "ids": ds.info["ids"],
+        "merged_from": ds.info["merged_from"],
+    }
+
+    def human() -> None:
+        parts = ", ".join(f"{Path(e['path']).name} {e['num_shapes']}" for e in ds.info["merged_from"])
+        emit(f"merged [bold]{len(ds)}[/] shapes ({parts}) into {out}; occupancy: {ds.info['occupancy']}")
+
+    emit_result(payload, as_json, human)

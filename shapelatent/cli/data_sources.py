@@ -3,7 +3,7 @@
 Each command is made from its source's :class:`~shapelatent.data.sources.registry.DataSource`: the
 source's own options, then the options every build shares, declared here once: ``--out``, ``--seed`` and
 the rows of :data:`SHARED` (``--points``, ``--oversample``, ``--center``, ``--scale``, ``--workers``,
-``--force``, ``--json``). A command is made when it is first asked for, so the CLI starts without importing
+``--split``, ``--force``, ``--json``). A command is made when it is first asked for, so the CLI starts without importing
 the sources.
 """
 
@@ -38,6 +38,14 @@ from shapelatent.data.sources.registry import SOURCES, DataSource, SourceOption,
 __all__ = ["SHARED", "build_app", "source_command"]
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to create.")]
+SplitOpt = Annotated[
+    str,
+    typer.Option(
+        "--split",
+        help="How shapes without an official split are split 0.8/0.1/0.1: random (one seeded permutation) | "
+        "stratified (per class, so every class is in train, val and test when it has 3 shapes or more).",
+    ),
+]
 OccupancyOpt = Annotated[
     int,
     typer.Option(
@@ -57,6 +65,7 @@ SHARED: tuple[tuple[str, Any, Any], ...] = (
     ("center", CenterOpt, "bbox"),
     ("scale", ScaleOpt, "unit_sphere"),
     ("workers", WorkersOpt, None),
+    ("split_method", SplitOpt, "random"),
     ("force", ForceOpt, False),
     ("occupancy", OccupancyOpt, 0),
     ("as_json", JsonOpt, False),

@@ -14,11 +14,36 @@ __all__ = ["evaluate_cmd", "register"]
 
 
 def evaluate_cmd(
-    model: Annotated[Path, typer.Option("--model", "-m", help="Run folder or model/checkpoint file.")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Dataset folder sampled like the model's training data.")],
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output folder (default: RUN/eval, where the report finds it).")
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", "-m", help="Run folder or model/checkpoint file (not with --folds, which trains)."),
     ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Output folder (default: RUN/eval, where the report finds it; required with --folds)."
+        ),
+    ] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            help="K-fold cross-validation instead of one model: K folds stratified by class (seeded by --seed), a "
+            "model trained and evaluated per fold, mean ± sd over folds, and the geometry ceiling; writes "
+            "OUT/folds.json and OUT/folds.md. K must not exceed the smallest class."
+        ),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="With --folds: training epochs per fold.")] = None,
+    latent_dim: Annotated[int | None, typer.Option(help="With --folds: latent size Z of each fold's model.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="With --folds: TOML/JSON training config ([model], [train]) of each fold.")
+    ] = None,
+    ceiling_only: Annotated[
+        bool,
+        typer.Option(
+            "--ceiling-only", help="With --folds: no training, only the geometry ceiling (Chamfer) on the folds."
+        ),
+    ] = False,
     split: Annotated[str, typer.Option(help="Evaluated split: train | val | test.")] = "test",
     classes: Annotated[
         str | None, typer.Option(help="Comma-separated classes to restrict everything to, e.g. chair,sofa.")
@@ -30,19 +55,21 @@ def evaluate_cmd(
     samples: Annotated[
         int | None, typer.Option(help="l-GMM samples to draw (default: as many as evaluated shapes).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the barycentre, l-GMM, subsets and pairs.")] = 0,
-    device: Annotated[str, typer.Option(help="cpu | cuda.")] = "cpu",
+    seed: Annotated[
+        int, typer.Option(help="Seed of the barycentre, l-GMM, subsets and pairs (and of the folds with --folds).")
+    ] = 0,
+    device: Annotated[str, typer.Option(help="cpu | cuda (with --folds, also where the folds train).")] = "cpu",
     k: Annotated[int, typer.Option("--k", help="Neighbours of class precision@k.")] = 5,
     barycenter_steps: Annotated[
         int, typer.Option(help="Adam steps of the mean-training-shape (Chamfer barycentre) baseline.")
     ] = 200,
     mesh_shapes: Annotated[
-        int,
+        int | None,
         typer.Option(
             help="Shapes whose meshes (implicit, Poisson on decoded points, Poisson on true points) are scored "
-            "against the true mesh (F-score, Chamfer-L1, normal consistency, IoU); 0 skips."
+            "against the true mesh (F-score, Chamfer-L1, normal consistency, IoU); 0 skips. Default 16, 0 with --folds."
         ),
-    ] = 16,
+    ] = None,
     archive: Annotated[
         list[Path] | None,
         typer.Option("--archive", help="Sweet Home 3D .sh3f file/folder of the dataset (for the mesh metrics)."),
@@ -50,12 +77,20 @@ def evaluate_cmd(
     force: ForceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Evaluate a trained run on a dataset split; write evaluation.json/.md, samples.png; print the tables."""
+    """Evaluate a trained run on a dataset split (or cross-validate the recipe with --folds); print the tables."""
     from shapelatent.evaluate import EvalConfig, run_evaluation
     from viewers.render import render_strip
 
+    fold_only = {"--epochs": epochs, "--latent-dim": latent_dim, "--config": config}
+    if folds is None:
+        given = [name for name, value in fold_only.items() if value is not None] + (["--ceiling-only"] * ceiling_only)
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply with --folds K; add --folds or leave them out")
+        if model is None:
+            raise ValueError("--model is required (a run folder or model file), unless --folds K trains the models")
+
     chosen = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes is not None else None
-    config = EvalConfig(
+    eval_config = EvalConfig(
         split=split,
         classes=chosen,
         emd_method=emd_method,
@@ -65,9 +100,17 @@ def evaluate_cmd(
         device=device,
         k=k,
         barycenter_steps=barycenter_steps,
-        mesh_shapes=mesh_shapes,
+        mesh_shapes=mesh_shapes if mesh_shapes is not None else (16 if folds is None else 0),
         archives=tuple(str(a) for a in archive or ()),
     )
+    if folds is not None:
+        if model is not None:
+            raise ValueError("--model cannot be combined with --folds: each fold trains its own model")
+        if out is None:
+            raise ValueError("--folds needs --out OUT, the folder of the fold views, runs and evaluations")
+        _cross_validate(data, out, folds, config, epochs, latent_dim, ceiling_only, device, eval_config, force, as_json)
+        return
+    assert model is not None  # checked above
     t0 = time.perf_counter()
     with bar("evaluating", None) as pb:
 
@@ -75,7 +118,7 @@ def evaluate_cmd(
             pb.update(0, description=stage, completed=done, total=total)
 
         evaluation, out_dir = run_evaluation(
-            model, data, out, config, force=force, progress=progress, draw=render_strip
+            model, data, out, eval_config, force=force, progress=progress, draw=render_strip
         )
     seconds = time.perf_counter() - t0
     proto = evaluation.result["protocol"]
@@ -96,6 +139,56 @@ def evaluate_cmd(
 
     payload = {"out": out_dir, "files": files, "seconds": round(seconds, 3), "evaluation": evaluation.result}
     emit_result(payload, as_json, human)
+
+
+def _cross_validate(
+    data: Path,
+    out: Path,
+    folds: int,
+    config: Path | None,
+    epochs: int | None,
+    latent_dim: int | None,
+    ceiling_only: bool,
+    device: str,
+    eval_config,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """``evaluate --folds K``: :func:`shapelatent.evaluate.folds.run_cross_validation`, a bar on stderr, the table."""
+    from shapelatent.evaluate.folds import run_cross_validation
+    from shapelatent.train.config import RunConfig, load_config
+    from viewers.render import render_strip
+
+    base = load_config(config) if config else RunConfig()
+    run_config = base.with_overrides(model={"latent_dim": latent_dim}, train={"epochs": epochs, "device": device})
+    t0 = time.perf_counter()
+    with bar("cross-validation", None) as pb:
+
+        def progress(stage: str, done: int, total: int) -> None:
+            pb.update(0, description=stage, completed=done, total=total)
+
+        record = run_cross_validation(
+            data,
+            out,
+            folds,
+            seed=eval_config.seed,
+            run_config=run_config,
+            eval_config=eval_config,
+            ceiling_only=ceiling_only,
+            force=force,
+            progress=progress,
+            draw=render_strip,
+        )
+    seconds = time.perf_counter() - t0
+    files = [out / "folds.json", out / "folds.md"]
+
+    def human() -> None:
+        emit(f"cross-validated [bold]{folds}[/] folds in {seconds:.0f} s; wrote [bold]{out}[/]")
+        for path in files:
+            emit(f"  {path}")
+        typer.echo((out / "folds.md").read_text(encoding="utf-8"))
+
+    emit_result({"out": out, "files": files, "seconds": round(seconds, 3), "folds": record}, as_json, human)
 
 
 def register(app: typer.Typer) -> None:

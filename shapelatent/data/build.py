@@ -25,6 +25,7 @@ from shapelatent.data.format import DatasetWriter
 from shapelatent.data.normalize import Normalization
 from shapelatent.data.sampling import SampledCloud, sample_surface
 from shapelatent.data.sources.registry import SourceOption
+from shapelatent.data.splits import check_split_method
 from shapelatent.errors import MeshReadError, ShapelatentError
 from shapelatent.io.atomic import atomic_write_json
 from shapelatent.io.meshes import POINT_READERS, read_mesh, read_points, supported_mesh_extensions
@@ -151,6 +152,8 @@ class BuildOptions(TypedDict, total=False):
         sampling: points per shape and normalisation (default: 2048 points, seeded by the build's seed).
         split_fractions: train/val/test fractions of the seeded split, for items without a fixed split
             (default 0.8/0.1/0.1).
+        split_method: ``random`` (default: one seeded permutation of all shapes) or ``stratified`` (cut per class,
+            so every class is in every split its size allows: :func:`shapelatent.data.splits.stratified_split`).
         max_faces: meshes with more faces are skipped and reported (default :data:`DEFAULT_MAX_FACES`).
         force: replace an existing dataset at ``out`` once the new one is complete (default False).
         workers: processes (default: all cores).
@@ -161,6 +164,7 @@ class BuildOptions(TypedDict, total=False):
 
     sampling: SamplingConfig | None
     split_fractions: dict[str, float] | None
+    split_method: str
     max_faces: int
     force: bool
     workers: int | None
@@ -172,6 +176,7 @@ def _check_options(options: Mapping[str, object]) -> None:
     unknown = sorted(set(options) - set(BuildOptions.__annotations__))
     if unknown:
         raise TypeError(f"unexpected build options {unknown}; expected some of {sorted(BuildOptions.__annotations__)}")
+    check_split_method(str(options.get("split_method", "random")))
 
 
 def estimate_normals(points: np.ndarray, k: int = 16) -> np.ndarray:
@@ -363,5 +368,6 @@ def build_items(
                 progress(1)
         info = {"source": source, "sampling": cfg.to_dict()}
         atomic_write_json(writer.tmp / "provenance.json", provenance(info, split_seed))
-        path = writer.finalize(info, split_seed=split_seed, fractions=fractions)
+        split_method = options.get("split_method", "random")
+        path = writer.finalize(info, split_seed=split_seed, fractions=fractions, split_method=split_method)
     return BuildResult(path, len(writer.rows), writer.skipped)

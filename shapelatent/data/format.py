@@ -231,15 +231,29 @@ class DatasetWriter:
             seen = Counter(r["id"] for r in csv.DictReader(fh) if _id_hash(r["id"]) in suspects)
         return [k for k, v in seen.items() if v > 1]
 
-    def finalize(self, info: dict[str, Any], split_seed: int, fractions: dict[str, float]) -> Path:
+    def finalize(
+        self, info: dict[str, Any], split_seed: int, fractions: dict[str, float], split_method: str = "random"
+    ) -> Path:
         """Assign splits, write metadata and ``dataset.json``, and move the folder into place.
 
         Rows are streamed from the spool into ``metadata.csv``; memory stays bounded independently of N.
 
+        Args:
+            info: stored in ``dataset.json`` (source, sampling, ...).
+            split_seed: seeds the split of the rows added without a fixed one.
+            fractions: ``{split: fraction}`` of that split.
+            split_method: ``random`` (one seeded permutation of all shapes, :func:`split_codes`) or ``stratified``
+                (cut per class, :func:`shapelatent.data.splits.stratified_split`; reads the classes back from the
+                spool, 4 bytes a shape). Rows with a fixed split keep it either way.
+
         Raises:
             DatasetFormatError: no shape could be built (the report lists why), duplicate ids, or unknown
                 split names.
+            ValueError: an unknown split method.
         """
+        from shapelatent.data.splits import check_split_method
+
+        check_split_method(split_method)
         self._close()
         report = {"built": self.count, "skipped": self.skipped}
         atomic_write_json(self.tmp / "build_report.json", report)
@@ -256,7 +270,12 @@ class DatasetWriter:
             raise DatasetFormatError(f"{self.out}: unknown split names {sorted(self._bad_splits)}; allowed: {SPLITS}.")
         # Rows that came with a split (e.g. ModelNet's official one) keep it; the others are split seeded.
         fixed = np.frombuffer(self._fixed, dtype=np.uint8)
-        codes = np.where(fixed == _SEEDED, split_codes(self.count, split_seed, fractions), fixed)  # (N,)
+        if split_method == "stratified":
+            codes = fixed.copy()
+            seeded = np.flatnonzero(fixed == _SEEDED)
+            codes[seeded] = self._stratified(seeded, split_seed, fractions)
+        else:
+            codes = np.where(fixed == _SEEDED, split_codes(self.count, split_seed, fractions), fixed)  # (N,)
         with (
             open(self._spool_path, newline="", encoding="utf-8") as src,
             open(self.tmp / "metadata.csv", "w", newline="", encoding="utf-8") as dst,
@@ -279,6 +298,7 @@ class DatasetWriter:
             "conventions": {"up": "+Y", "front": "+Z"},
             **info,
             "split": {
+                "method": split_method,
                 "seed": split_seed,
                 "fractions": fractions,
                 "counts": {name: int(c) for name, c in zip(SPLITS, counts, strict=True) if c},
@@ -292,6 +312,21 @@ class DatasetWriter:
         os.replace(self.tmp, self.out)
         self._final = self.out
         return self.out
+
+    def _stratified(self, rows: np.ndarray, seed: int, fractions: dict[str, float]) -> np.ndarray:
+        """(R,) uint8 stratified split codes of the spool's rows ``rows`` (sorted), classes read back from the spool."""
+        from shapelatent.data.splits import stratified_split
+
+        names: dict[str, int] = {}
+        class_codes = array("i")
+        with open(self._spool_path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            col = next(reader).index("class")
+            for row in reader:
+                class_codes.append(names.setdefault(row[col], len(names)))
+        labels = list(names)
+        chosen = np.frombuffer(class_codes, dtype=np.int32)[rows]  # (R,)
+        return stratified_split([labels[c] for c in chosen.tolist()], seed, fractions)
 
     def __enter__(self) -> DatasetWriter:
         return self

@@ -170,3 +170,12 @@ def test_weights_need_several_datasets(two_sets, tmp_path):
         app, ["train", "--data", str(two_sets / "chairs"), "--out", str(tmp_path / "r"), "--weights", "1"]
     )
     assert res.exit_code != 0 and "two or more --data" in res.output
+
+
+def test_data_merge_cli(two_sets, tmp_path):
+    out = tmp_path / "m"
+    res = CliRunner().invoke(app, ["data", "merge", str(two_sets / "chairs"), str(two_sets / "real"), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert ShapeDataset(out).info["num_shapes"] == 15
+    res = CliRunner().invoke(app, ["data", "merge", str(two_sets / "chairs"), "-o", str(tmp_path / "one")])
+    assert res.exit_code != 0 and "two or more datasets" in res.output

@@ -144,6 +144,32 @@ def test_session_caches_meshes_per_t_and_settings(tiny_run: Path, store: Path) -
     assert s.cached_mesh(0.2) is None  # another path: another key
 
 
+def test_session_implicit_preview_and_full_meshes_are_cached_apart(
+    tiny_run: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shapelatent.latent.implicit_mesh as implicit_mesh
+
+    calls: list[int] = []
+
+    def fake_mesh(model, code, *, resolution=128, **_kw):
+        calls.append(resolution)
+        return ("mesh", resolution)
+
+    monkeypatch.setattr(implicit_mesh, "mesh_from_code", fake_mesh)
+    st = LatentStore.open(store)
+    s = session_from_refs(tiny_run, list(st.ids[:2]), store, mesher="poisson")
+    assert not s.has_preview  # only implicit meshes come in two passes
+    s.mesher = "implicit"  # the tiny model has no head; the mesher is faked above
+    assert s.has_preview and s.mesh_key(0.5, True)[-1] == 64 and s.mesh_key(0.5)[-1] == 128
+    assert s.mesh_at(0.5, preview=True) == ("mesh", 64) and s.mesh_at(0.5) == ("mesh", 128)
+    assert s.cached_mesh(0.5, True) == ("mesh", 64) and s.cached_mesh(0.5) == ("mesh", 128)
+    s.mesh_at(0.5, preview=True)
+    assert calls == [64, 128]  # the second preview came from the cache
+    no_preview = session_from_refs(tiny_run, list(st.ids[:2]), store, mesher="poisson", preview_resolution=None)
+    no_preview.mesher = "implicit"
+    assert not no_preview.has_preview and no_preview.mesh_key(0.5, True) == no_preview.mesh_key(0.5)
+
+
 def test_session_from_a_written_folder_continues_its_path(tiny_run: Path, tmp_path: Path) -> None:
     codes = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
     steps = [{"t": t, "segment": 0, "code": c.tolist()} for t, c in zip((0.0, 0.5, 1.0), codes, strict=True)]

@@ -8,7 +8,8 @@ worker thread for the mesh (:class:`viewers.gui.worker.LatestWorker`, newest req
 points when it is ready, and a small cache makes revisited t immediate.
 
 Timings of the last slider move are kept in :attr:`InterpolationWindow.latency` (seconds from the move to the
-points being in the scene, and to the mesh being in the scene) for ``bench/viewer_latency.py``.
+points being in the scene, ``mesh_s`` to the first mesh (the coarse implicit preview at 64^3, or the full mesh
+of other meshers) and ``full_mesh_s`` to the full-resolution mesh) for ``bench/viewer_latency.py``.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class InterpolationWindow(GuiWindow):
         self._last_play = 0.0
         self._mesh: Any = None  # MeshResult in the scene
         self._mesh_key: Any = None
+        self._mesh_is_preview = False
+        self._normals: Any = None
         self._failed_key: Any = None
         self._requested_at = 0.0
         self.latency: dict[str, float] = {}
@@ -254,33 +257,54 @@ class InterpolationWindow(GuiWindow):
             self.slider.double_value = self.t
         self.t_label.text = f"t = {self.t:.3f}   ({self.session.method}, mesher {self.session.mesher})"
         self._points, normals = self.session.points_at(self.t)
+        self._normals = normals
         key = self.session.mesh_key(self.t)
         cached = self.session.cached_mesh(self.t)
-        self._mesh, self._mesh_key = (cached, key) if cached is not None else (None, None)
+        preview = None if cached is not None or not self.session.has_preview else self.session.cached_mesh(self.t, True)
+        shown = cached if cached is not None else preview
+        self._mesh, self._mesh_key = (shown, key) if shown is not None else (None, None)
+        self._mesh_is_preview = cached is None and preview is not None
         self._show_geometry()
         self.latency = {"points_s": time.perf_counter() - self._requested_at}
         if cached is not None:
-            self.latency["mesh_s"] = self.latency["points_s"]
+            self.latency["mesh_s"] = self.latency["full_mesh_s"] = self.latency["points_s"]
         elif self.session.mesher != "none":
-            t_now, pts = self.t, self._points
-            self.worker.submit(key, lambda: self.session.mesh_at(t_now, pts, normals))
+            if preview is not None:
+                self.latency["mesh_s"] = self.latency["points_s"]
+            self._submit_mesh(preview=self.session.has_preview and preview is None)
         near = self.session.neighbours_at(self.t, 3)
         self.neigh_label.text = (
             "nearest in store: " + ", ".join(f"{i} ({c})" for i, c, _d in near) if near else "no store: no neighbours"
         )
         self.window.post_redraw()
 
+    def _submit_mesh(self, preview: bool) -> None:
+        """Ask the worker for the mesh at the current t: the coarse preview first when ``preview``."""
+        t_now, pts, nrm = self.t, self._points, self._normals
+        key = self.session.mesh_key(t_now, preview)
+        self.worker.submit(key, lambda: self.session.mesh_at(t_now, pts, nrm, preview=preview))
+
     def _deliver(self, key: Any, result: Any, error: BaseException | None) -> None:
         def apply() -> None:
-            if key != self.session.mesh_key(self.t):
+            full_key = self.session.mesh_key(self.t)
+            is_preview = self.session.has_preview and key == self.session.mesh_key(self.t, True) and key != full_key
+            if key != full_key and not is_preview:
                 return  # the slider moved on
             if error is not None:
                 self._failed_key = key
                 self.set_status(f"mesher {self.session.mesher} failed here: {error}")
                 return
-            self._mesh, self._mesh_key = result, key
+            if is_preview and self._mesh is not None and self._mesh_key == full_key and not self._mesh_is_preview:
+                return  # the full mesh is already in
+            self._mesh, self._mesh_key = result, full_key
+            self._mesh_is_preview = is_preview
             self._show_geometry()
-            self.latency["mesh_s"] = time.perf_counter() - self._requested_at
+            now = time.perf_counter() - self._requested_at
+            self.latency.setdefault("mesh_s", now)
+            if is_preview:
+                self._submit_mesh(preview=False)  # then the full resolution (newest request wins)
+            else:
+                self.latency["full_mesh_s"] = now
             self.window.post_redraw()
 
         if not self._closed:
@@ -298,6 +322,8 @@ class InterpolationWindow(GuiWindow):
             sc.add_geometry("points", points_geometry(self._points), self.mat_pts)
 
     def current_mesh(self) -> Any:
+        if self._mesh is not None and self._mesh_is_preview:  # export the full mesh, not the preview on screen
+            return self.session.mesh_at(self.t, self._points, self._normals)
         return self._mesh
 
     def layout_info(self) -> dict[str, Any]:
@@ -310,7 +336,7 @@ class InterpolationWindow(GuiWindow):
         if self.session.mesher == "none":
             return True
         key = self.session.mesh_key(self.t)
-        return self._mesh_key == key or self._failed_key == key
+        return (self._mesh_key == key and not self._mesh_is_preview) or self._failed_key == key
 
     # ------------------------------------------------------------------------------------------ play, keys, GIF
     def _step(self) -> float:

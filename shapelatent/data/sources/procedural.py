@@ -19,6 +19,7 @@ from shapelatent.data.format import DatasetWriter
 from shapelatent.data.procedural import FAMILIES, chair_seed, generate_chair
 from shapelatent.data.sampling import SampledCloud, sample_surface
 from shapelatent.data.sources.registry import DataSource, SourceOption, split_list
+from shapelatent.data.splits import check_split_method
 from shapelatent.io.atomic import atomic_write_json
 from shapelatent.provenance import provenance
 
@@ -49,6 +50,7 @@ def build_procedural(
     seed: int = 0,
     families: Iterable[str] | None = None,
     split_fractions: dict[str, float] | None = None,
+    split_method: str = "random",
     force: bool = False,
     workers: int | None = None,
     on_start: Progress | None = None,
@@ -63,6 +65,7 @@ def build_procedural(
         seed: chair i is ``generate_chair(chair_seed(seed, i), family)``; also seeds the split.
         families: subset of ``shapelatent.data.procedural.FAMILIES`` (all when None).
         split_fractions: train/val/test fractions (default 0.8/0.1/0.1).
+        split_method: ``random`` or ``stratified`` (per family; see :class:`~shapelatent.data.build.BuildOptions`).
         force: replace an existing dataset at ``out`` once the new one is complete.
         workers: processes used for generation and sampling (default: all cores).
         on_start: called once with ``count`` before the first shape is reported.
@@ -70,6 +73,7 @@ def build_procedural(
     """
     if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
         raise ValueError(f"count must be a positive integer; got {count!r}")
+    check_split_method(split_method)
     fams = tuple(families) if families is not None else FAMILIES
     unknown = sorted(set(fams) - set(FAMILIES))
     if unknown or not fams:
@@ -99,7 +103,7 @@ def build_procedural(
             "sampling": cfg.to_dict(),
         }
         atomic_write_json(writer.tmp / "provenance.json", provenance(info, seed))
-        path = writer.finalize(info, split_seed=seed, fractions=fractions)
+        path = writer.finalize(info, split_seed=seed, fractions=fractions, split_method=split_method)
     return BuildResult(path, len(writer.rows), writer.skipped)
 
 

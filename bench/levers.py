@@ -1,0 +1,193 @@
+"""Model and training levers on the same stratified folds, the same budget (issue 13's levers table).
+
+Each lever is one change to a baseline training config; every lever trains one model per chosen fold of a
+stratified K-fold split (``shapelatent.data.splits.stratified_folds``, fold f test, fold f+1 val, the rest
+train) and is scored on the held-out fold:
+
+* ``test CD``: mean Chamfer (squared distances, mean per direction, summed; unit-sphere normalisation) between
+  each held-out shape and its reconstruction;
+* ``ratio to NN``: mean over held-out shapes of CD(reconstruction) / CD(nearest training shape by Chamfer),
+  the "is it better than looking up a memorised shape" figure (< 1: better);
+* ``P@5``: class precision@5 of the held-out codes among the training codes (the share of the 5 nearest training
+  codes with the query's class).
+
+To fit a 2-core CPU the comparison trains at P = 1024 (the first 1024 of each shape's 2048 i.i.d. area-weighted
+points: a sample of the same law) for ``--epochs`` epochs; the figures are mean +- sd over the folds run.
+
+    python bench/levers.py --data /work/sh3d/data --other /work/sh3d/other --folds 5 --run-folds 0,1 \\
+        --epochs 30 --out runs/bench/levers
+
+``--other`` (a dataset of unlabelled items, e.g. the Sweet Home 3D ``other`` class) enables the ``+other data``
+lever: those shapes are merged into every fold's training split (never tested on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from common import write_result  # bench/common.py
+
+from shapelatent.data.format import SPLITS, ShapeDataset
+from shapelatent.data.merge import merge_datasets
+from shapelatent.data.resplit import write_split_view
+from shapelatent.data.splits import stratified_folds
+from shapelatent.evaluate.baselines import nearest_by_chamfer
+from shapelatent.evaluate.folds import fold_split_codes
+from shapelatent.io.atomic import atomic_write_json
+from shapelatent.latent.encode import codes_for_points
+from shapelatent.models.load import load_model
+from shapelatent.models.pointnet import ModelConfig
+from shapelatent.train.config import RunConfig, TrainConfig
+from shapelatent.train.loop import evaluate_chamfer, train
+
+#: lever name -> (model overrides, train overrides, uses --other)
+LEVERS: dict[str, tuple[dict, dict, bool]] = {
+    "baseline": ({}, {}, False),
+    "+rotate": ({}, {"augment_rotate": True}, False),
+    "+mirror": ({}, {"augment_mirror": True}, False),
+    "+mirror +aniso 0.9-1.1": ({}, {"augment_mirror": True, "augment_aniso": (0.9, 1.1)}, False),
+    "latent 256": ({"latent_dim": 256}, {}, False),
+    "decoder 512x512": ({"decoder_hidden": (512, 512)}, {}, False),
+    "cosine lr": ({}, {"lr_schedule": "cosine"}, False),
+    "weight decay 1e-4": ({}, {"weight_decay": 1e-4}, False),
+    "+EMD 0.1": ({}, {"emd_weight": 0.1}, False),
+    "+other data": ({}, {}, True),
+}
+
+
+def prefix_dataset(src: Path, out: Path, points: int) -> Path:
+    """A copy of dataset ``src`` keeping the first ``points`` points of each shape (i.i.d. samples: same law)."""
+    ds = ShapeDataset(src)
+    if (out / "dataset.json").exists():
+        return out
+    if points > ds.num_points:
+        raise ValueError(f"{src}: has {ds.num_points} points per shape, fewer than {points}")
+    tmp = out.parent / f".{out.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, arr in (("points.npy", ds.points), ("normals.npy", ds.normals)):
+        np.save(tmp / name, np.ascontiguousarray(arr[:, :points]))
+    shutil.copy(src / "metadata.csv", tmp / "metadata.csv")
+    info = dict(ds.info)
+    info["num_points"] = points
+    info["sampling"] = {**info["sampling"], "num_points": points}
+    info["derived"] = f"first {points} of the {ds.num_points} i.i.d. points per shape of {src.resolve()}"
+    atomic_write_json(tmp / "dataset.json", info)
+    tmp.rename(out)
+    return out
+
+
+def _score(run: Path, view: Path) -> dict[str, float]:
+    ds = ShapeDataset(view)
+    test, tr = ds.indices("test"), ds.indices("train")
+    loaded = load_model(run)
+    import torch
+
+    cd = evaluate_chamfer(loaded.model, ds, test, torch.device("cpu"))  # (M,)
+    pts = np.asarray(ds.points)
+    nn = nearest_by_chamfer(pts[test], pts[tr])
+    codes = codes_for_points(loaded.model, pts)
+    classes = np.array(ds.classes())
+    d = ((codes[test][:, None, :] - codes[tr][None, :, :]) ** 2).sum(-1)  # (M, N)
+    top = np.argsort(d, axis=1, kind="stable")[:, :5]
+    p5 = float((classes[tr][top] == classes[test][:, None]).mean())
+    return {
+        "test_cd": float(cd.mean()),
+        "ratio_nn": float(np.mean(cd / np.maximum(nn.chamfer, 1e-12))),
+        "p_at_5": p5,
+        "nn_cd": float(np.mean(nn.chamfer)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True, help="labelled dataset (e.g. the Sweet Home 3D build)")
+    ap.add_argument("--other", type=Path, help="unlabelled dataset merged into training for '+other data'")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--run-folds", default="0,1", help="comma-separated folds to run (all: 0..K-1)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--points", type=int, default=1024)
+    ap.add_argument("--levers", default=",".join(LEVERS), help="comma-separated lever names")
+    ap.add_argument("--out", type=Path, default=Path("runs/bench/levers"))
+    ap.add_argument("--json", type=Path, help="write the result here too")
+    args = ap.parse_args(argv)
+    levers = [x.strip() for x in args.levers.split(",") if x.strip()]
+    unknown = [x for x in levers if x not in LEVERS]
+    if unknown:
+        ap.error(f"unknown levers {unknown}; choose from {list(LEVERS)}")
+    run_folds = [int(f) for f in args.run_folds.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+    base = prefix_dataset(args.data, args.out / f"data_p{args.points}", args.points)
+    ds = ShapeDataset(base)
+    folds = stratified_folds(ds.classes(), args.folds, args.seed)
+    other = None
+    if args.other is not None and any(LEVERS[x][2] for x in levers):
+        o = prefix_dataset(args.other, args.out / f"other_p{args.points}", args.points)
+        other = write_split_view(
+            o, args.out / "other_train", np.zeros(len(ShapeDataset(o)), np.uint8), {"method": "all train"}
+        )
+        assert SPLITS[0] == "train"
+    results: dict[str, list[dict]] = {}
+    for f in run_folds:
+        view = write_split_view(
+            base,
+            args.out / f"fold{f}" / "data",
+            fold_split_codes(folds, f, args.folds),
+            {"method": "stratified folds", "k": args.folds, "fold": f, "seed": args.seed},
+        )
+        for lever in levers:
+            m_over, t_over, uses_other = LEVERS[lever]
+            if uses_other and other is None:
+                print(f"skipping {lever!r}: no --other dataset", file=sys.stderr)
+                continue
+            slug = lever.replace(" ", "_").replace("+", "p").replace(".", "")
+            run = args.out / f"fold{f}" / slug
+            data = view
+            if uses_other:
+                data = args.out / f"fold{f}" / "mixed"
+                if not (data / "dataset.json").exists():
+                    merge_datasets([view, other], data)
+            cfg = RunConfig(
+                model=ModelConfig(num_points=args.points, predict_normals=True, **m_over),
+                train=TrainConfig(epochs=args.epochs, batch_size=50, lr=5e-4, seed=args.seed, device="cpu", **t_over),
+            )
+            t0 = time.perf_counter()
+            if not (run / "model.safetensors").exists():
+                resume = (run / "checkpoints" / "last.safetensors").exists()
+                train(data, run, None if resume else cfg, resume=resume, force=not resume)
+            row = {"fold": f, **_score(run, view), "train_s": round(time.perf_counter() - t0, 1)}
+            results.setdefault(lever, []).append(row)
+            print(f"fold {f} {lever}: {row}", file=sys.stderr)
+            atomic_write_json(args.out / "levers.json", results)
+    lines = [
+        f"Stratified {args.folds}-fold split (seed {args.seed}), folds {run_folds}; P = {args.points}, "
+        f"{args.epochs} epochs, batch 50, Adam 5e-4; mean +- sd over folds.",
+        "",
+        "| lever | test CD x1e3 | ratio to nearest training shape | class P@5 (codes) | train s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for lever, rows in results.items():
+
+        def ms(key: str, scale: float = 1.0, rows: list[dict] = rows) -> str:
+            v = np.array([r[key] for r in rows]) * scale
+            return f"{v.mean():.3f} +- {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
+
+        lines.append(
+            f"| {lever} | {ms('test_cd', 1e3)} | {ms('ratio_nn')} | {ms('p_at_5')} | "
+            f"{np.mean([r['train_s'] for r in rows]):.0f} |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    (args.out / "levers.md").write_text(table + "\n", encoding="utf-8")
+    write_result(args.json, "levers", results, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
