@@ -82,6 +82,7 @@ BENCHES: tuple[Bench, ...] = (
     Bench("implicit_extract", "implicit_extract.py", "implicit decoder -> mesh (MISE): evaluations, s per shape"),
     Bench("implicit_head", "implicit_head.py", "occupancy-head architectures: IoU and F-score after a CPU budget"),
     Bench("interpolation", "interpolation.py", "class consistency of interpolated codes", model="required"),
+    Bench("refine", "refine.py", "test-time code refinement: Chamfer before/after, s per shape", model="required"),
     Bench("emd", "emd.py", "earth mover's distance: exact solver against the auction (time, error)",
           optional_script=True),
     Bench("large_dataset", "large_dataset.py", "building and reading a dataset of about 10 GB", in_quick=False,

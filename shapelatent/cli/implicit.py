@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from shapelatent.cli.common import ForceOpt, JsonOpt, WorkersOpt, bar, emit, emit_result, friendly
+from shapelatent.cli.refine_opts import REFINE_LR, RefineLrOpt, RefineOpt, refine_line, refine_settings
 
 __all__ = ["register"]
 
@@ -159,13 +160,19 @@ def reconstruct_cmd(
     ] = True,
     seed: Annotated[int, typer.Option(help="Seed for meshing.")] = 0,
     force: ForceOpt = False,
+    refine: RefineOpt = 0,
+    refine_lr: RefineLrOpt = REFINE_LR,
     as_json: JsonOpt = False,
 ) -> None:
-    """Mesh in, code, mesh out: each output lies over its input (written in the input file's coordinates)."""
+    """Mesh in, code, mesh out: each output lies over its input (written in the input file's coordinates).
+
+    With --refine N, each code is refined (decoder frozen) to fit the input's points before it is decoded.
+    """
     from shapelatent.latent.reconstruct import run_reconstruct
     from viewers.render import render_strip
 
-    with bar("shapes", len(files)) as pb:
+    settings = refine_settings(refine, refine_lr)
+    with bar("shapes", len(files) * (1 if settings is None else 2)) as pb:
         manifest = run_reconstruct(
             model,
             files,
@@ -177,10 +184,14 @@ def reconstruct_cmd(
             seed=seed,
             draw=render_strip if compare else None,
             progress=lambda: pb.update(pb.task_ids[0], advance=1),
+            refine=settings,
         )
 
     def human() -> None:
         emit(f"{len(manifest['items'])} shapes reconstructed ({manifest['mesher']}) into [bold]{out}[/]")
+        line = refine_line(manifest.get("refine"))
+        if line:
+            emit(line)
         for r in manifest["items"]:
             mesh = f"{out / r['mesh']}  ({r['triangles']} triangles)" if "mesh" in r else "no mesh"
             emit(f"  {Path(r['input']).name}: {mesh}; points Chamfer {r['chamfer_points']:.5f}", highlight=False)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from shapelatent.cli.common import ForceOpt, JsonOpt, WorkersOpt, bar, emit, emit_result, friendly
+from shapelatent.cli.refine_opts import REFINE_LR, RefineLrOpt, RefineOpt, refine_line, refine_settings
 
 __all__ = ["register"]
 
@@ -29,16 +30,21 @@ def encode_cmd(
             help="Store ids as PREFIX + id, e.g. to --append a dataset whose ids are already in the store.",
         ),
     ] = "",
+    refine: RefineOpt = 0,
+    refine_lr: RefineLrOpt = REFINE_LR,
     as_json: JsonOpt = False,
 ) -> None:
     """Encode shapes to latent codes in a store (codes, ids, sources, classes, model fingerprint)."""
     from shapelatent.latent.encode import collect_inputs, encode_to_store
+    from shapelatent.latent.refine import RefineResult, refine_summary
 
+    settings = refine_settings(refine, refine_lr)
     resolved = collect_inputs(inputs)
     from shapelatent.data.format import ShapeDataset
 
     total = len(resolved.files) + sum(len(ShapeDataset(d)) for d in resolved.datasets)
-    with bar("encoding", total) as pb:
+    refined: list[RefineResult] = []
+    with bar("encoding" if settings is None else "encoding + refining", total * (1 if settings is None else 2)) as pb:
         store, failed = encode_to_store(
             model,
             inputs,
@@ -50,10 +56,16 @@ def encode_cmd(
             device=device,
             progress=lambda n: pb.update(0, advance=n),
             id_prefix=id_prefix,
+            refine=settings,
+            on_refined=refined.append,
         )
+    summary = refine_summary(refined) if settings is not None else None
 
     def human() -> None:
         emit(f"store [bold]{store.path}[/]: {len(store)} codes of size {store.latent_dim}")
+        line = refine_line(summary)
+        if line:
+            emit(line)
         if failed:
             emit(f"[yellow]{len(failed)} inputs could not be encoded:[/]")
             for f in failed[:20]:
@@ -65,6 +77,8 @@ def encode_cmd(
         "latent_dim": store.latent_dim,
         "failed": [{"source": f["source"], "reason": f["reason"]} for f in failed],
     }
+    if summary is not None:  # only with --refine: the keys of a plain run stay as they were
+        payload["refine"] = summary
     emit_result(payload, as_json, human)
 
 
@@ -136,9 +150,14 @@ def interpolate_cmd(
     mesh_format: MeshFormatOpt = "ply",
     seed: Annotated[int, typer.Option(help="Seed for meshing.")] = 0,
     force: ForceOpt = False,
+    refine: RefineOpt = 0,
+    refine_lr: RefineLrOpt = REFINE_LR,
     as_json: JsonOpt = False,
 ) -> None:
-    """Interpolate between shapes in latent space; write each step's points, mesh, a manifest and strips."""
+    """Interpolate between shapes in latent space; write each step's points, mesh, a manifest and strips.
+
+    With --refine N, the codes of the shapes given as files are refined (decoder frozen) before interpolating.
+    """
     from shapelatent.latent.runs import run_interpolation
     from viewers.render import render_folder, render_strip
 
@@ -154,11 +173,15 @@ def interpolate_cmd(
         force=force,
         seed=seed,
         draw=render_strip,
+        refine=refine_settings(refine, refine_lr),
     )
     renders = render_folder(out)
 
     def human() -> None:
         emit(f"{len(manifest['steps'])} steps ({method}) written to [bold]{out}[/]")
+        line = refine_line(manifest.get("refine"))
+        if line:
+            emit(line)
         emit(f"  rendered ({renders.mode}): {renders.sheet}  {renders.gif}")
         if "class_consistency" in manifest:
             emit(f"class consistency (nearest-neighbour class = endpoints' class): {manifest['class_consistency']:.0%}")
@@ -171,6 +194,8 @@ def interpolate_cmd(
         "renders": {"mode": renders.mode, "sheet": renders.sheet, "gif": renders.gif},
         **_shapes_payload(manifest, out, manifest["steps"]),
     }
+    if "refine" in manifest:  # only with --refine
+        payload["refine"] = manifest["refine"]
     emit_result(payload, as_json, human)
 
 

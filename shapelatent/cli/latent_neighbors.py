@@ -8,6 +8,11 @@ QUERY is tried, in this order, as:
    path the store records);
 3. a code written as comma-separated numbers (put ``--`` before it when it starts with a minus sign).
 
+With ``--refine N``, the code of a shape-file query is refined for N steps with the decoder frozen
+(:mod:`shapelatent.latent.refine`) before the search. Refined codes move away from the encoder's codes, so compare
+them with a store whose codes were refined the same way (``encode --refine N``); the output says how many of the
+store's codes are refined.
+
 Whenever a model is loaded, its fingerprint must match the store's: codes from another model live in another
 latent space, and comparing them would be meaningless.
 
@@ -30,10 +35,12 @@ import numpy as np
 import typer
 
 from shapelatent.cli.common import JsonOpt, emit, emit_result, friendly
+from shapelatent.cli.refine_opts import REFINE_LR, RefineLrOpt, RefineOpt, refine_line, refine_settings
 
 if TYPE_CHECKING:
     from shapelatent.data.build import SamplingConfig
     from shapelatent.data.format import ShapeDataset
+    from shapelatent.latent.refine import RefineSettings
     from shapelatent.latent.store import LatentStore
     from shapelatent.models.load import LoadedModel
 
@@ -48,6 +55,7 @@ class _Query:
     label: str
     store_index: int | None = None
     points: np.ndarray | None = None  # (P, 3) float32, when the query was a shape file
+    refine: dict[str, Any] | None = None  # refinement summary, when the query's code was refined
 
 
 class _Model:
@@ -71,12 +79,16 @@ class _Model:
         recorded = (self.store.info.get("model") or {}).get("path")
         return Path(recorded) if recorded and Path(recorded).exists() else None
 
-    def get(self, why: str) -> LoadedModel:
+    def get(self, why: str, refine: RefineSettings | None = None) -> LoadedModel:
         if self._loaded is not None:
+            if refine is not None:
+                from shapelatent.latent.refine import require_decoder
+
+                require_decoder(self._loaded.model, str(self._resolve()))
             return self._loaded
         from shapelatent.errors import ShapelatentError
+        from shapelatent.latent.refine import load_for_refinement
         from shapelatent.latent.store import model_fingerprint
-        from shapelatent.models.load import load_model
 
         path = self._resolve()
         if path is None:
@@ -85,7 +97,7 @@ class _Model:
             raise ShapelatentError(
                 f"{why} needs the model that made the store {self.store.path}, and {where}; pass --model RUN."
             )
-        loaded = load_model(path)
+        loaded = load_for_refinement(path, refine)
         self.store.check_model(model_fingerprint(loaded.model), str(path))
         self._loaded = loaded
         return loaded
@@ -110,7 +122,7 @@ def _code_from_text(text: str) -> np.ndarray | None:
         return None
 
 
-def _resolve_query(text: str, store: LatentStore, model: _Model) -> _Query:
+def _resolve_query(text: str, store: LatentStore, model: _Model, refine: RefineSettings | None = None) -> _Query:
     from shapelatent.errors import StoreError
     from shapelatent.latent.encode import codes_for_points
 
@@ -130,11 +142,14 @@ def _resolve_query(text: str, store: LatentStore, model: _Model) -> _Query:
                 return _Query(np.asarray(arr, dtype=np.float32).reshape(-1), f"code from {path.name}")
         from shapelatent.data.build import sample_file
 
-        loaded = model.get(f"the query {path} is a shape file; encoding it")
+        loaded = model.get(f"the query {path} is a shape file; encoding it", refine)
         cfg = _sampling(store, model)
         cloud = sample_file(path, cfg, seed=cfg.seed)
         code = codes_for_points(loaded.model, cloud.points[None])[0]
-        return _Query(code, str(path), points=cloud.points)
+        if refine is None:
+            return _Query(code, str(path), points=cloud.points)
+        res = refine.run(loaded.model, cloud.points[None], code[None], model_name=str(model._resolve()))
+        return _Query(res.codes[0], str(path), points=cloud.points, refine=res.summary())
     code = _code_from_text(text)
     if code is not None:
         return _Query(code, "code")
@@ -245,9 +260,15 @@ def neighbors_cmd(
     dataset: Annotated[
         Path | None, typer.Option(help="Dataset folder with the items' points, for --gallery (default: re-sample).")
     ] = None,
+    refine: RefineOpt = 0,
+    refine_lr: RefineLrOpt = REFINE_LR,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the K store items nearest to QUERY (an item id, a shape file, or a code), optionally as a picture."""
+    """List the K store items nearest to QUERY (an item id, a shape file, or a code), optionally as a picture.
+
+    With --refine N, a shape-file query's code is refined (decoder frozen) before the search; compare it with a
+    store encoded with the same --refine.
+    """
     from rich.table import Table
 
     from shapelatent.latent.retrieval import NeighborIndex
@@ -255,7 +276,13 @@ def neighbors_cmd(
 
     st = LatentStore.open(store)
     mdl = _Model(st, model)
-    q = _resolve_query(query, st, mdl)
+    settings = refine_settings(refine, refine_lr)
+    q = _resolve_query(query, st, mdl, settings)
+    if settings is not None and q.refine is None:
+        raise ValueError(
+            f"--refine refines the code of a shape file, and QUERY {query!r} is a store item or a code (used as "
+            "it is); leave out --refine, or pass a mesh/point file."
+        )
     exclude = [q.store_index] if q.store_index is not None else None
     result = NeighborIndex(st.codes, metric, index).search(q.code[None], k, exclude=exclude)
     hits = [(int(i), float(d)) for i, d in zip(result.indices[0], result.distances[0], strict=True) if i >= 0]
@@ -270,6 +297,9 @@ def neighbors_cmd(
             table.add_row(str(rank), item["id"], item["class"] or "-", f"{dist:.6g}")
         emit(f"store [bold]{st.path}[/]: {len(st)} codes of size {st.latent_dim}; {metric}, index {index}")
         emit(table)
+        line = refine_line(q.refine)
+        if line:
+            emit(f"query {line}; {int(st.refined.sum())} of the store's {len(st)} codes are refined")
         if len(hits) < k:
             emit(f"[yellow]{index} found only {len(hits)} of {k} neighbours[/] (an approximate index).")
         if path is not None:
@@ -277,7 +307,7 @@ def neighbors_cmd(
             if decoded:
                 emit(f"[yellow]drawn decoded from their codes (no points available):[/] {', '.join(decoded)}")
 
-    payload = {
+    payload: dict[str, Any] = {
         "store": st.path,
         "codes": len(st),
         "latent_dim": st.latent_dim,
@@ -292,6 +322,9 @@ def neighbors_cmd(
         "gallery": path,
         "decoded": decoded,
     }
+    if q.refine is not None:  # only with --refine: the keys of a plain run stay as they were
+        payload["query"]["refine"] = q.refine
+        payload["store_refined"] = int(st.refined.sum())
     emit_result(payload, as_json, human)
 
 

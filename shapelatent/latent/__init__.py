@@ -1,1 +1,1 @@
-"""Latent-space tools: encode to a store, retrieval, interpolation, generation."""
+"""Latent-space tools: encode to a store, test-time code refinement, retrieval, interpolation, generation."""

@@ -32,7 +32,8 @@ MESH_FORMATS = ("ply", "obj", "glb")
 
 
 class ResolvedShape(dict):
-    """``{"ref", "code" (Z,), "label", "class"}`` for a shape named on the command line."""
+    """``{"ref", "code" (Z,), "label", "class"}`` for a shape named on the command line, and ``"points"`` (P, 3)
+    float32 (the sampled, normalised cloud the code was encoded from) when it was a file."""
 
 
 def resolve_shape(
@@ -57,7 +58,7 @@ def resolve_shape(
     cfg = model_sampling(loaded)
     points = sample_file(p, cfg, seed=cfg.seed).points
     code = codes_for_points(loaded.model, points[None])[0]
-    return ResolvedShape(ref=ref, code=code, label=p.stem, **{"class": ""})
+    return ResolvedShape(ref=ref, code=code, label=p.stem, points=points, **{"class": ""})
 
 
 @torch.no_grad()

@@ -15,8 +15,9 @@ from shapelatent.data.build import SamplingConfig, default_workers, parallel_map
 from shapelatent.data.format import ShapeDataset
 from shapelatent.errors import DatasetFormatError, ShapelatentError
 from shapelatent.io.atomic import atomic_write_json
-from shapelatent.latent.store import LatentStore, model_fingerprint
-from shapelatent.models.load import LoadedModel, load_model
+from shapelatent.latent.refine import RefineResult, RefineSettings, load_for_refinement, refine_summary
+from shapelatent.latent.store import LatentStore, RefinementRecord, model_fingerprint
+from shapelatent.models.load import LoadedModel
 from shapelatent.models.pointnet import PointCloudAutoencoder
 from shapelatent.pretrained import resolve_model_path
 from shapelatent.provenance import provenance
@@ -106,6 +107,21 @@ class _SampleTask:
             return None, str(exc)
 
 
+def _record(refine: RefineSettings | None, parts: Sequence[RefineResult]) -> RefinementRecord | None:
+    """One store record of the refinement results of consecutive chunks (None without refinement)."""
+    if refine is None:
+        return None
+    n = sum(len(p.codes) for p in parts)
+    seconds = sum(p.seconds_per_shape * len(p.codes) for p in parts)
+    return RefinementRecord(
+        key=refine.key,
+        settings=refine.to_dict(),
+        chamfer_before=np.concatenate([p.chamfer_before for p in parts]).tolist(),
+        chamfer_after=np.concatenate([p.chamfer_after for p in parts]).tolist(),
+        seconds_per_shape=seconds / n if n else 0.0,
+    )
+
+
 def encode_to_store(
     model_path: str | os.PathLike[str],
     inputs: Sequence[str | os.PathLike[str]],
@@ -118,6 +134,8 @@ def encode_to_store(
     device: str = "cpu",
     progress: Progress | None = None,
     id_prefix: str = "",
+    refine: RefineSettings | None = None,
+    on_refined: Callable[[RefineResult], None] | None = None,
 ) -> tuple[LatentStore, list[dict[str, str]]]:
     """Encode files, folders and datasets into a store.
 
@@ -131,6 +149,11 @@ def encode_to_store(
     Args:
         id_prefix: stored ids are ``id_prefix + id`` (the item's id in its dataset, or its file path); use it
             to append a dataset whose ids are already in the store. The unprefixed id is kept as ``source_id``.
+        refine: refine every code with the decoder frozen (:mod:`shapelatent.latent.refine`) before storing it; the
+            store records which codes were refined, the settings and the Chamfer before and after. ``progress`` is
+            then called once more per shape, as it is refined.
+        on_refined: called with each batch's :class:`~shapelatent.latent.refine.RefineResult` (e.g. to report the
+            gain with :func:`~shapelatent.latent.refine.refine_summary`).
 
     Returns:
         the store, and the inputs that could not be encoded (``{"source", "reason"}``).
@@ -138,11 +161,12 @@ def encode_to_store(
     Raises:
         StoreError: ``append`` to a store made by another model, or ids already in the store or repeated.
         DatasetFormatError: a dataset sampled differently from the model's training data.
+        CheckpointError: ``refine`` asked of a model without decoder weights.
         ValueError: an ``id_prefix`` with whitespace or control characters.
     """
     if any(c.isspace() or not c.isprintable() for c in id_prefix):
         raise ValueError(f"--id-prefix must not contain whitespace or control characters; got {id_prefix!r}")
-    loaded = load_model(model_path)
+    loaded = load_for_refinement(model_path, refine)
     cfg = model_sampling(loaded)
     fp = model_fingerprint(loaded.model)
     model = loaded.model.to(device)
@@ -171,12 +195,27 @@ def encode_to_store(
     planned = [m["id"] for ds in datasets for m in ds.meta] + [item_id for item_id, _, _ in resolved.files]
     store.check_new_ids([id_prefix + i for i in planned])  # fail before encoding anything
 
+    refined: list[RefineResult] = []
+
+    def maybe_refine(points: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, RefineResult | None]:
+        if refine is None:
+            return codes, None
+        res = refine.run(model, points, codes, progress=progress, model_name=str(model_path))
+        refined.append(res)
+        if on_refined is not None:
+            on_refined(res)
+        return res.codes, res
+
     for ds in datasets:
-        codes = []
+        codes, parts = [], []
         for start in range(0, len(ds), 1024):
-            codes.append(codes_for_points(model, np.asarray(ds.points[start : start + 1024]), batch_size, device))
+            chunk = np.asarray(ds.points[start : start + 1024])
+            part_codes = codes_for_points(model, chunk, batch_size, device)
             if progress:
                 progress(min(1024, len(ds) - start))
+            part_codes, res = maybe_refine(chunk, part_codes)
+            codes.append(part_codes)
+            parts += [res] if res is not None else []
         store.append(
             np.concatenate(codes),
             [id_prefix + m["id"] for m in ds.meta],
@@ -184,13 +223,14 @@ def encode_to_store(
             [m["class"] for m in ds.meta],
             [m["split"] for m in ds.meta],
             source_ids=[m["id"] for m in ds.meta],
+            refinement=_record(refine, parts),
         )
 
     if resolved.files:
         task = _SampleTask(cfg)
-        chunk = 256
-        for start in range(0, len(resolved.files), chunk):
-            part = resolved.files[start : start + chunk]
+        per_chunk = 256
+        for start in range(0, len(resolved.files), per_chunk):
+            part = resolved.files[start : start + per_chunk]
             clouds, keep = [], []
             for (item_id, path, cls), (pts, err) in zip(
                 part, parallel_map(task, [p for _, p, _ in part], default_workers(workers)), strict=True
@@ -203,15 +243,19 @@ def encode_to_store(
                 if progress:
                     progress(1)
             if keep:
-                file_codes = codes_for_points(model, np.stack(clouds), batch_size, device)
+                stacked = np.stack(clouds)
+                file_codes, res = maybe_refine(stacked, codes_for_points(model, stacked, batch_size, device))
                 store.append(
                     file_codes,
                     [id_prefix + k[0] for k in keep],
                     [k[1] for k in keep],
                     [k[2] for k in keep],
                     source_ids=[k[0] for k in keep],
+                    refinement=_record(refine, [res] if res is not None else []),
                 )
     record = {"model": model_info, "inputs": [str(i) for i in inputs], "append": append, "id_prefix": id_prefix}
+    if refine is not None:
+        record["refine"] = refine_summary(refined)
     atomic_write_json(store.path / "provenance.json", provenance(record, cfg.seed))
     if len(store) == 0:
         reasons = "; ".join(f"{f['source']}: {f['reason']}" for f in failed[:3])

@@ -23,6 +23,7 @@ from shapelatent.latent.encode import codes_for_points
 from shapelatent.latent.generate import LatentGMM, evaluate_expression, parse_expression
 from shapelatent.latent.implicit_mesh import resolve_mesher
 from shapelatent.latent.interpolate import latent_path
+from shapelatent.latent.refine import RefineSettings, load_for_refinement
 from shapelatent.models.load import LoadedModel, load_model
 from shapelatent.provenance import provenance
 from shapelatent.viz.drawer import StripDrawer
@@ -98,23 +99,31 @@ def run_interpolation(
     force: bool = False,
     seed: int = 0,
     draw: StripDrawer | None = None,
+    refine: RefineSettings | None = None,
 ) -> dict[str, Any]:
     """Interpolate between two or more shapes (store ids or files) and write every step as points and mesh.
 
     Steps 0 and S-1 of each segment are the endpoints' own reconstructions. With a store, each decoded
     step is re-encoded and classified by its nearest store codes; ``class_consistency`` is the share of
     steps whose class is the endpoints' (when both endpoints share a class). With ``draw``, the pictures
-    ``strip_points.png`` and ``strip_meshes.png`` (module docstring).
+    ``strip_points.png`` and ``strip_meshes.png`` (module docstring). With ``refine``, the codes of the endpoints
+    given as files are refined with the decoder frozen (:mod:`shapelatent.latent.refine`; store ids keep their
+    stored codes); their manifest rows get ``refine`` (Chamfer before and after) and the manifest a ``refine``
+    summary.
 
     Returns:
         the manifest (also written to ``out/manifest.json``).
+
+    Raises:
+        CheckpointError: ``refine`` asked of a model without decoder weights.
     """
     if len(refs) < 2:
         raise ValueError(f"interpolation needs at least two shapes (A B); got {len(refs)}")
-    loaded = load_model(model_path)
+    loaded = load_for_refinement(model_path, refine)
     mesher = resolve_mesher(mesher, loaded.model, str(model_path))
     store = store_for_model(store_path, loaded, str(model_path))
     shapes = [resolve_shape(r, loaded, store, str(model_path)) for r in refs]
+    refined = _refine_files(loaded, shapes, refine, str(model_path))
     for a, b in zip(refs, refs[1:], strict=False):
         if a == b:
             raise ValueError(f"A and B are the same shape ({a!r}); choose two different shapes.")
@@ -146,7 +155,11 @@ def run_interpolation(
         "kind": "interpolation",
         "method": method,
         "steps_per_segment": steps,
-        "shapes": [{"ref": s["ref"], "label": s["label"], "class": s["class"]} for s in shapes],
+        "shapes": [
+            {"ref": s["ref"], "label": s["label"], "class": s["class"]}
+            | ({"refine": s["refine"]} if "refine" in s else {})
+            for s in shapes
+        ],
         "mesher": mesher,
         "steps": rows,
     }
@@ -156,14 +169,35 @@ def run_interpolation(
         manifest["class_consistency"] = sum(p == cls for p in predicted) / len(predicted)
     manifest["meshing"] = _mesh_summary(rows)
     manifest.update(_pictures(draw, out_dir, "strip", points, rows, titles, f"{method} interpolation"))
+    record: dict[str, Any] = {"model": str(model_path), "refs": list(refs), "steps": steps, "method": method}
+    record["mesher"] = mesher
+    if refined is not None:
+        manifest["refine"] = record["refine"] = refined
     atomic_write_json(out_dir / "manifest.json", manifest)
-    atomic_write_json(
-        out_dir / "provenance.json",
-        provenance(
-            {"model": str(model_path), "refs": list(refs), "steps": steps, "method": method, "mesher": mesher}, seed
-        ),
-    )
+    atomic_write_json(out_dir / "provenance.json", provenance(record, seed))
     return manifest
+
+
+def _refine_files(
+    loaded: LoadedModel, shapes: Sequence[dict[str, Any]], refine: RefineSettings | None, model_name: str
+) -> dict[str, Any] | None:
+    """Refine, in one batch, the codes of the shapes that came from files (those with ``points``); each gets its
+    refined ``code`` and ``refine`` (Chamfer before and after). Returns the summary, or None without ``refine``."""
+    if refine is None:
+        return None
+    files = [s for s in shapes if "points" in s]
+    if not files:
+        return {"shapes": 0, "settings": refine.to_dict()}
+    res = refine.run(
+        loaded.model,
+        np.stack([s["points"] for s in files]),
+        np.stack([s["code"] for s in files]),
+        model_name=model_name,
+    )
+    for i, s in enumerate(files):
+        s["code"] = res.codes[i]
+        s["refine"] = {"chamfer_before": float(res.chamfer_before[i]), "chamfer_after": float(res.chamfer_after[i])}
+    return res.summary()
 
 
 def _mesh_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -4,8 +4,15 @@ Layout of a store folder::
 
     store.json   format name and version, Z, count, the model's fingerprint and sampling/normalisation
     codes.npy    (N, Z) float32
-    items.csv    index, id, source, class, split, source_id
+    items.csv    index, id, source, class, split, source_id, refine, refine_cd_before, refine_cd_after
     provenance.json
+
+Refined codes (``encode --refine N``, :mod:`shapelatent.latent.refine`): an item's ``refine`` column names the
+settings its code was refined with (a key of ``store.json``'s ``refinements``, e.g. ``steps=100;lr=0.1;prior=0.0``;
+empty for the encoder's own code), and ``refine_cd_before``/``refine_cd_after`` hold the Chamfer distance of the
+decoded code to the shape's points before and after. ``refinements`` maps each key to its settings, how many codes
+were refined with them and the seconds it took. Stores written before refinement existed have neither and read as
+unrefined; older readers ignore both, so the format version is unchanged.
 
 A store records the fingerprint (SHA-256 of the weights) of the model that made its codes; using it
 with another model is an error (:meth:`LatentStore.check_model`).
@@ -26,7 +33,7 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -34,13 +41,31 @@ import torch
 from shapelatent.errors import OutputExistsError, StoreError
 from shapelatent.io.atomic import atomic_write, atomic_write_json, atomic_write_text
 
-__all__ = ["STORE_FORMAT", "STORE_VERSION", "LatentStore", "item_key", "model_fingerprint"]
+__all__ = ["STORE_FORMAT", "STORE_VERSION", "LatentStore", "RefinementRecord", "item_key", "model_fingerprint"]
 
 STORE_FORMAT = "shapelatent-store"
 STORE_VERSION = 1
-ITEM_COLUMNS = ("index", "id", "source", "class", "split", "source_id")
+ITEM_COLUMNS = ("index", "id", "source", "class", "split", "source_id", "refine", "refine_cd_before", "refine_cd_after")
 #: Ids of clashing items shown in an error message.
 _SHOWN_IDS = 5
+
+
+class RefinementRecord(NamedTuple):
+    """How M codes appended together were refined (:mod:`shapelatent.latent.refine`).
+
+    Attributes:
+        key: the settings' short name (``RefineSettings.key``), stored in each item's ``refine`` column.
+        settings: the settings as JSON (``RefineSettings.to_dict``), stored once per key in ``store.json``.
+        chamfer_before: (M,) Chamfer of the encoder's codes to the shapes' points.
+        chamfer_after: (M,) Chamfer of the refined codes.
+        seconds_per_shape: refinement wall time per shape.
+    """
+
+    key: str
+    settings: dict[str, Any]
+    chamfer_before: Sequence[float]
+    chamfer_after: Sequence[float]
+    seconds_per_shape: float
 
 
 def item_key(item: dict[str, str]) -> tuple[str, str]:
@@ -75,7 +100,8 @@ class LatentStore:
         path: the folder.
         info: the parsed ``store.json``.
         codes: (N, Z) float32.
-        items: N dicts with ``id``, ``source``, ``class``, ``split``, ``source_id``.
+        items: N dicts with ``id``, ``source``, ``class``, ``split``, ``source_id``, ``refine`` (the refinement
+            key, "" when not refined), ``refine_cd_before``, ``refine_cd_after`` (Chamfer as text, "" when not refined).
     """
 
     def __init__(self, path: Path, info: dict[str, Any], codes: np.ndarray, items: list[dict[str, str]]) -> None:
@@ -164,6 +190,16 @@ class LatentStore:
         return str(self.info["model"]["fingerprint"])
 
     @property
+    def refinements(self) -> dict[str, dict[str, Any]]:
+        """Refinement settings by key (``store.json`` ``refinements``; empty when no code is refined)."""
+        return dict(self.info.get("refinements") or {})
+
+    @property
+    def refined(self) -> np.ndarray:
+        """(N,) bool: which codes were refined (:mod:`shapelatent.latent.refine`)."""
+        return np.array([bool(it["refine"]) for it in self.items], dtype=bool)
+
+    @property
     def ids(self) -> list[str]:
         """Item ids in index order."""
         return [it["id"] for it in self.items]
@@ -220,6 +256,7 @@ class LatentStore:
         classes: Sequence[str],
         splits: Sequence[str] | None = None,
         source_ids: Sequence[str] | None = None,
+        refinement: RefinementRecord | None = None,
     ) -> None:
         """Add M codes and write the store atomically (each file via a temporary file + rename).
 
@@ -227,6 +264,7 @@ class LatentStore:
             codes: (M, Z) float array.
             ids: M unique ids, not already in the store.
             source_ids: M ids of the items in the dataset or inputs they came from (default: ``ids``).
+            refinement: how the M codes were refined (all of them), or None for the encoder's codes.
 
         Raises:
             StoreError: mismatched lengths, or ids that clash (see :meth:`check_new_ids`).
@@ -239,6 +277,8 @@ class LatentStore:
         if not (lengths_ok and all(s is None or len(s) == m for s in (splits, source_ids))):
             raise StoreError(f"{self.path}: ids, sources, classes (and splits, source_ids) must all have {m} entries.")
         self.check_new_ids(ids)
+        if refinement is not None:
+            self._record_refinement(refinement, m)
         for i, (item_id, src, cls) in enumerate(zip(ids, sources, classes, strict=True)):
             self._index[item_id] = len(self.items)
             self.items.append(
@@ -248,11 +288,24 @@ class LatentStore:
                     "class": cls,
                     "split": splits[i] if splits else "",
                     "source_id": source_ids[i] if source_ids else item_id,
+                    "refine": refinement.key if refinement is not None else "",
+                    "refine_cd_before": f"{refinement.chamfer_before[i]:.7g}" if refinement is not None else "",
+                    "refine_cd_after": f"{refinement.chamfer_after[i]:.7g}" if refinement is not None else "",
                 }
             )
         self.codes = np.concatenate([self.codes, codes], axis=0)
         self.info["count"] = len(self.items)
         self.save()
+
+    def _record_refinement(self, refinement: RefinementRecord, m: int) -> None:
+        if len(refinement.chamfer_before) != m or len(refinement.chamfer_after) != m:
+            raise StoreError(f"{self.path}: the refinement record must hold {m} Chamfer values before and after.")
+        table = self.info.setdefault("refinements", {})
+        entry = table.get(refinement.key)
+        if entry is None:  # the key fixes what changes the codes (steps, lr, prior); the first settings are kept
+            entry = table[refinement.key] = {"settings": dict(refinement.settings), "codes": 0, "seconds": 0.0}
+        entry["codes"] += m
+        entry["seconds"] = round(entry["seconds"] + refinement.seconds_per_shape * m, 3)
 
     def save(self) -> None:
         """Write all files (atomically, one by one; store.json last)."""
