@@ -45,7 +45,8 @@ from shapelatent.data.sampling import sample_surface
 from shapelatent.models.pointnet import ModelConfig, PointCloudAutoencoder
 from shapelatent.ops.chamfer import _resolve_backend
 from shapelatent.train.config import TrainConfig
-from shapelatent.train.loop import forward_loss, resolve_amp_dtype
+from shapelatent.train.loop import resolve_amp_dtype
+from shapelatent.train.losses import forward_loss
 
 SWEEP = (50, 128, 256, 512, 1024, 2048, 4096)
 COLUMNS = ["device", "P", "B", "amp", "backend", "step ms", "shapes/s", "peak MiB", "status"]

@@ -118,12 +118,9 @@ def data_merge_cmd(
     split kept, occupancy samples merged when every source has them."""
     from shapelatent.cli.common import bar
     from shapelatent.data.format import ShapeDataset
-    from shapelatent.data.merge import merge_datasets
+    from shapelatent.data.merge import merge_datasets, parse_weights
 
-    try:
-        w = [float(v) for v in weights.split(",")] if weights else None
-    except ValueError:
-        raise ValueError(f"--weights must be comma-separated numbers, one per dataset; got {weights!r}") from None
+    w = parse_weights(weights)
     with bar("merging datasets", len(paths)) as pb:
         merge_datasets(paths, out, w, force=force, progress=lambda d, t: pb.update(0, completed=d))
     ds = ShapeDataset(out)

@@ -132,13 +132,10 @@ def _training_data(data: list[Path], out: Path, weights: str | None, resume: boo
         raise ValueError("--weights applies to several --data datasets; give two or more --data.")
     if len(data) == 1:
         return data[0]
-    from shapelatent.data.merge import merge_datasets, merged_matches
+    from shapelatent.data.merge import merge_datasets, merged_matches, parse_weights
     from shapelatent.train.distributed import is_main_process
 
-    try:
-        w = [float(v) for v in weights.split(",")] if weights else None
-    except ValueError:
-        raise ValueError(f"--weights must be comma-separated numbers, one per --data; got {weights!r}") from None
+    w = parse_weights(weights)
     merged = out / "data"
     if merged_matches(merged, data, w):
         return merged  # a resumed or repeated run reuses its merge

@@ -41,9 +41,23 @@ from shapelatent.errors import DatasetFormatError, OutputExistsError
 from shapelatent.io.atomic import atomic_write_json
 from shapelatent.provenance import provenance
 
-__all__ = ["check_compatible", "merge_datasets", "merged_matches", "shape_weights"]
+__all__ = ["check_compatible", "merge_datasets", "merged_matches", "parse_weights", "shape_weights"]
 
 _CHUNK = 256  # shapes copied per step
+
+
+def parse_weights(text: str | None) -> list[float] | None:
+    """``--weights`` as numbers: ``"1,0.5"`` -> [1.0, 0.5]; None or empty -> None.
+
+    Raises:
+        ValueError: not comma-separated numbers.
+    """
+    if not text:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--weights must be comma-separated numbers, one per dataset; got {text!r}") from None
 
 
 def _contract(ds: ShapeDataset) -> dict[str, Any]:

@@ -119,7 +119,7 @@ def test_emd_term_matches_the_exact_emd_and_has_gradients():
 
     from shapelatent.metrics.emd import emd
     from shapelatent.models.pointnet import PointCloudAutoencoder
-    from shapelatent.train.loop import forward_loss_terms
+    from shapelatent.train.losses import forward_loss_terms
 
     torch.manual_seed(0)
     net = PointCloudAutoencoder(ModelConfig(num_points=32, latent_dim=8, decoder_hidden=(32,)))
