@@ -67,12 +67,16 @@ def frame_time(seconds: float) -> dict:
     }
 
 
+#: SL_PREVIEW=64: the interpolation window shows a 64^3 implicit preview before the 128^3 mesh (default 0: off)
+PREVIEW: int | None = int(os.environ.get("SL_PREVIEW", "0")) or None
+
+
 def slider(model: str, store: str | None, refs: list[str], moves: int, seed: int) -> dict:
     from viewers.gui.base import run_app
     from viewers.gui.interp import InterpolationWindow
     from viewers.gui.session import session_from_refs
 
-    session = session_from_refs(model, refs, store)
+    session = session_from_refs(model, refs, store, preview_resolution=PREVIEW)
     ts = np.random.default_rng(seed).uniform(0, 1, moves)
     rows: list[dict] = []
 

@@ -85,6 +85,14 @@ def register(app: typer.Typer) -> None:
                 "ball_pivoting | alpha | none."
             ),
         ] = "auto",
+        preview: Annotated[
+            int,
+            typer.Option(
+                help="Implicit meshes: show a coarse MISE mesh at this resolution (e.g. 64) first, then the 128^3 one; "
+                "0 (default) shows the 128^3 mesh only. Off by default: on software Vulkan (Mesa lavapipe) every "
+                "extra mesh swap raises the odds of Filament's known hang."
+            ),
+        ] = 0,
         display: Annotated[str, typer.Option(help="What to show: 'mesh + points' | mesh | points.")] = "mesh + points",
         select: Annotated[
             list[str] | None, typer.Option(help="With --map: store ids to select at start (a second one: the path).")
@@ -157,13 +165,22 @@ def register(app: typer.Typer) -> None:
 
             if len(paths) == 1 and Path(paths[0]).is_dir():
                 try:
-                    session = session_from_folder(paths[0], model, method=method, mesher=mesher)
+                    session = session_from_folder(
+                        paths[0], model, method=method, mesher=mesher, preview_resolution=preview or None
+                    )
                 except (FileNotFoundError, ValueError) as exc:  # no model to decode with: the written steps only
                     console.print(f"{exc}\nshowing the written steps in the legacy window.", highlight=False)
                     _legacy(paths, None, None, k, False, None, max_points, seed, screenshot_dir)
                     return
             elif len(paths) >= 2:
-                session = session_from_refs(model, list(paths), store, method=method, mesher=mesher)  # type: ignore[arg-type]
+                session = session_from_refs(
+                    model,  # type: ignore[arg-type]
+                    list(paths),
+                    store,
+                    method=method,
+                    mesher=mesher,
+                    preview_resolution=preview or None,
+                )
             else:
                 raise ValueError("give two or more store ids or files to interpolate (or one interpolation folder)")
             _run_gui(lambda: InterpolationWindow(session, t=t, steps=steps, display=display, **win))

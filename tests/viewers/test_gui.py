@@ -157,7 +157,7 @@ def test_session_implicit_preview_and_full_meshes_are_cached_apart(
 
     monkeypatch.setattr(implicit_mesh, "mesh_from_code", fake_mesh)
     st = LatentStore.open(store)
-    s = session_from_refs(tiny_run, list(st.ids[:2]), store, mesher="poisson")
+    s = session_from_refs(tiny_run, list(st.ids[:2]), store, mesher="poisson", preview_resolution=64)
     assert not s.has_preview  # only implicit meshes come in two passes
     s.mesher = "implicit"  # the tiny model has no head; the mesher is faked above
     assert s.has_preview and s.mesh_key(0.5, True)[-1] == 64 and s.mesh_key(0.5)[-1] == 128
@@ -165,7 +165,7 @@ def test_session_implicit_preview_and_full_meshes_are_cached_apart(
     assert s.cached_mesh(0.5, True) == ("mesh", 64) and s.cached_mesh(0.5) == ("mesh", 128)
     s.mesh_at(0.5, preview=True)
     assert calls == [64, 128]  # the second preview came from the cache
-    no_preview = session_from_refs(tiny_run, list(st.ids[:2]), store, mesher="poisson", preview_resolution=None)
+    no_preview = session_from_refs(tiny_run, list(st.ids[:2]), store, mesher="poisson")  # the default: no preview
     no_preview.mesher = "implicit"
     assert not no_preview.has_preview and no_preview.mesh_key(0.5, True) == no_preview.mesh_key(0.5)
 

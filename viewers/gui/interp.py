@@ -8,8 +8,8 @@ worker thread for the mesh (:class:`viewers.gui.worker.LatestWorker`, newest req
 points when it is ready, and a small cache makes revisited t immediate.
 
 Timings of the last slider move are kept in :attr:`InterpolationWindow.latency` (seconds from the move to the
-points being in the scene, ``mesh_s`` to the first mesh (the coarse implicit preview at 64^3, or the full mesh
-of other meshers) and ``full_mesh_s`` to the full-resolution mesh) for ``bench/viewer_latency.py``.
+points being in the scene, ``mesh_s`` to the first mesh (the coarse implicit preview when the session has one, else
+the full mesh) and ``full_mesh_s`` to the full-resolution mesh) for ``bench/viewer_latency.py``.
 """
 
 from __future__ import annotations

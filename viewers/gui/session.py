@@ -57,7 +57,9 @@ class InterpSession:
         mesher: one of :data:`MESHERS` or ``auto`` (``implicit`` when the model has the head, else ``poisson``).
         resolution: MISE resolution of ``implicit`` meshes (cells per axis over the box).
         preview_resolution: a coarser MISE resolution the viewer shows first while the full one is made (about a
-            quarter of the time at 64 against 128); None or >= ``resolution``: no preview.
+            quarter of the time at 64 against 128); None (default) or >= ``resolution``: no preview. Off by default:
+            on software Vulkan the extra mesh swap made Filament's known hang far likelier (bench/viewer_latency.py:
+            1 run in 10 finished with a 64^3 preview, 2 in 3 without).
         cache: meshes kept (least recently used dropped).
         model_path: the model's name in messages.
 
@@ -75,7 +77,7 @@ class InterpSession:
         method: str = "linear",
         mesher: str = "auto",
         resolution: int = 128,
-        preview_resolution: int | None = 64,
+        preview_resolution: int | None = None,
         cache: int = 16,
         model_path: str = "the model",
     ) -> None:
