@@ -40,6 +40,7 @@ from shapelatent.provenance import provenance
 from shapelatent.train.checkpoint import load_checkpoint, save_checkpoint
 from shapelatent.train.config import DEVICES
 from shapelatent.train.loop import _read_history, _write_history, resolve_device
+from shapelatent.train.malloc import tune_malloc
 from shapelatent.train.occupancy import OccupancySource, encode_rows, masked_bce, occupancy_iou
 
 logger = logging.getLogger(__name__)
@@ -180,6 +181,7 @@ def train_implicit(
         model, run_config = _start(model_path, head, cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    tune_malloc()  # activations reused from the heap (shapelatent.train.malloc)
     device = resolve_device(cfg.device)
     model.to(device)
     implicit = model.implicit

@@ -48,6 +48,7 @@ from shapelatent.train.config import RunConfig, TrainConfig
 from shapelatent.train.data import NpyRows, TrainLoader, release_freed_heap, split_batch
 from shapelatent.train.distributed import DistContext, check_batch_size, env_ranks, init_distributed, wrap_model
 from shapelatent.train.losses import forward_loss_terms
+from shapelatent.train.malloc import tune_malloc
 from shapelatent.train.occupancy import OccupancySource, encode_rows, occupancy_iou
 from shapelatent.viz.figures import plot_loss_curve
 
@@ -229,6 +230,7 @@ def train(
     device = resolve_device(tc.device)
     if tc.threads:
         torch.set_num_threads(tc.threads)
+    tune_malloc()  # activations reused from the heap (shapelatent.train.malloc)
     train_idx = ds.indices("train")
     if len(train_idx) == 0:
         raise ValueError(f"{ds.root}: the train split is empty; build a larger dataset.")
