@@ -45,10 +45,10 @@ from shapelatent.ops.chamfer import chamfer_distance
 from shapelatent.provenance import provenance
 from shapelatent.train.checkpoint import load_checkpoint, save_checkpoint
 from shapelatent.train.config import RunConfig, TrainConfig
-from shapelatent.train.data import NpyRows, TrainLoader, release_freed_heap, split_batch
+from shapelatent.train.data import NpyRows, TrainLoader, split_batch
 from shapelatent.train.distributed import DistContext, check_batch_size, env_ranks, init_distributed, wrap_model
 from shapelatent.train.losses import forward_loss_terms
-from shapelatent.train.malloc import tune_malloc
+from shapelatent.train.malloc import release_freed_heap, tune_malloc
 from shapelatent.train.occupancy import OccupancySource, encode_rows, occupancy_iou
 from shapelatent.viz.figures import plot_loss_curve
 

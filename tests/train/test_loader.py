@@ -181,7 +181,7 @@ def test_training_with_worker_processes_gives_the_same_losses(tiny_data, tmp_pat
 def test_release_freed_heap_returns_memory_after_large_frees():
     import sys
 
-    from shapelatent.train.data import release_freed_heap
+    from shapelatent.train.malloc import release_freed_heap
 
     if not sys.platform.startswith("linux"):
         assert release_freed_heap() is False
