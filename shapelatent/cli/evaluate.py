@@ -74,6 +74,13 @@ def evaluate_cmd(
         list[Path] | None,
         typer.Option("--archive", help="Sweet Home 3D .sh3f file/folder of the dataset (for the mesh metrics)."),
     ] = None,
+    implicit_generation: Annotated[
+        bool,
+        typer.Option(
+            help="With an occupancy head: also score the l-GMM codes through it (implicit mesh, then P surface "
+            "points per code; about 1 s per sample)."
+        ),
+    ] = True,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -102,6 +109,7 @@ def evaluate_cmd(
         barycenter_steps=barycenter_steps,
         mesh_shapes=mesh_shapes if mesh_shapes is not None else (16 if folds is None else 0),
         archives=tuple(str(a) for a in archive or ()),
+        implicit_generation=implicit_generation,
     )
     if folds is not None:
         if model is not None:

@@ -57,6 +57,7 @@ __all__ = ["evaluate_run", "run_evaluation"]
 logger = logging.getLogger(__name__)
 
 _CHUNK = 64  # clouds per decode / per-shape metric batch (and per progress update)
+IMPLICIT_GENERATION_RESOLUTION = 128  # MISE grid of the implicit generation row
 
 
 def _finite(value: Any) -> Any:
@@ -107,6 +108,49 @@ def _decode(loaded: LoadedModel, codes: np.ndarray) -> np.ndarray:
     """(N, Z) codes -> (N, P, 3) float32 clouds, decoded in chunks."""
     parts = [decode_codes(loaded, codes[s : s + _CHUNK])[0] for s in range(0, len(codes), _CHUNK)]
     return np.concatenate(parts).astype(np.float32)
+
+
+def _implicit_generation(
+    loaded: LoadedModel,
+    codes: np.ndarray,
+    ev_pts: np.ndarray,
+    ds: ShapeDataset,
+    config: EvalConfig,
+    s: float,
+    gen_kwargs: dict[str, Any],
+    progress: Progress | None,
+) -> dict[str, Any] | None:
+    """The same l-GMM codes through the occupancy head: implicit mesh, then P area-weighted surface samples.
+
+    Returns the generation metrics with ``n`` (clouds scored), ``empty`` (codes without a surface, left out),
+    ``resolution`` and ``sampling``; None when every code came out empty.
+    """
+    from shapelatent.evaluate.meshes import implicit_surface_samples
+    from shapelatent.metrics import generation_metrics
+
+    oversample = (ds.info.get("sampling") or {}).get("oversample")
+    clouds, empty = implicit_surface_samples(
+        loaded.model,
+        codes,
+        ds.num_points,
+        oversample=oversample,
+        resolution=IMPLICIT_GENERATION_RESOLUTION,
+        seed=config.seed,
+        progress=_staged(progress, "generation: implicit meshes"),
+    )
+    if len(clouds) == 0:
+        logger.info("implicit generation: every l-GMM code gave an empty level set; the row is left out")
+        return None
+    metrics = generation_metrics(
+        clouds * s, ev_pts * s, progress=_staged(progress, "generation: implicit samples"), **gen_kwargs
+    )
+    return {
+        "n": len(clouds),
+        "empty": len(empty),
+        "resolution": IMPLICIT_GENERATION_RESOLUTION,
+        "sampling": "area_weighted" + (f", farthest-point from {oversample}" if oversample else ""),
+        **_unscale(metrics, s),
+    }
 
 
 def _pairwise_metrics(
@@ -250,7 +294,8 @@ def evaluate_run(
     n_samples = config.samples or len(ev_idx)
     components = min(config.gmm_components, len(tr_codes))
     gmm = LatentGMM(components, config.gmm_covariance, config.seed).fit(tr_codes)
-    gen_pts = _decode(loaded, gmm.sample(n_samples))
+    gen_codes = gmm.sample(n_samples)
+    gen_pts = _decode(loaded, gen_codes)
     gen_kwargs: dict[str, Any] = {
         "metrics": ("cd", "emd"),
         "normalize": config.normalize,
@@ -271,6 +316,10 @@ def evaluate_run(
         s,
     )
     lap("generation")
+    gen_implicit = None
+    if config.implicit_generation and loaded.model.has_implicit:
+        gen_implicit = _implicit_generation(loaded, gen_codes, ev_pts, ds, config, s, gen_kwargs, progress)
+        lap("generation_implicit")
 
     if progress is not None:
         progress("latent metrics", 0, 1)
@@ -373,6 +422,7 @@ def evaluate_run(
             "gmm": {"components": components, "covariance": config.gmm_covariance, "fitted_on": len(tr_codes)},
             "l_gmm": gen_metrics,
             "train_vs_ref": {"n": len(subset), **train_metrics},
+            **({"l_gmm_implicit": gen_implicit} if gen_implicit is not None else {}),
         },
         "latent": latent,
         **({"meshes": meshes} if meshes is not None else {}),

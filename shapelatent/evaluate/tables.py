@@ -96,6 +96,17 @@ def evaluation_tables(result: dict[str, Any]) -> list[Table]:
             gcols,
             [
                 gen_row(f"l-GMM samples (n={gen['n_samples']})", gen["l_gmm"]),
+                *(
+                    [
+                        gen_row(
+                            f"l-GMM samples through the implicit head: mesh, then {proto['points']} surface points "
+                            f"(n={gen['l_gmm_implicit']['n']})",
+                            gen["l_gmm_implicit"],
+                        )
+                    ]
+                    if "l_gmm_implicit" in gen
+                    else []
+                ),
                 gen_row(
                     f"reference line: training shapes (n={gen['train_vs_ref']['n']}), not a model",
                     gen["train_vs_ref"],
@@ -104,7 +115,14 @@ def evaluation_tables(result: dict[str, Any]) -> list[Table]:
             f"l-GMM: {gmm['components']} Gaussians, {gmm['covariance']} covariance, fitted on {gmm['fitted_on']} "
             f"training codes. Point-cloud normalisation before these metrics: {proto['normalize']}. MMD, 1-NNA, JSD: "
             "lower is better (1-NNA ideal 50 %); COV: higher is better. The reference line scores real training "
-            "shapes against the same reference: what matching the data distribution looks like on this data.",
+            "shapes against the same reference: what matching the data distribution looks like on this data."
+            + (
+                f" The implicit row decodes the same codes with the occupancy head (MISE "
+                f"{gen['l_gmm_implicit']['resolution']}^3) and samples each mesh uniformly by area, as the dataset "
+                f"sampled its meshes ({gen['l_gmm_implicit']['empty']} empty level sets left out)."
+                if "l_gmm_implicit" in gen
+                else ""
+            ),
         )
     )
 

@@ -125,11 +125,21 @@ def test_loader_serves_queries_augmented_with_their_shape(shapes_data):
     assert not np.allclose(q, r)
 
 
-def test_head_only_training_learns_and_keeps_the_encoder(base_run, shapes_data, tmp_path):
-    head = ImplicitConfig(kind="cbn", hidden=64, blocks=2, fourier=2)
+HEAD = ImplicitConfig(kind="cbn", hidden=64, blocks=2, fourier=2)
+
+
+@pytest.fixture(scope="module")
+def head_run(base_run, shapes_data, tmp_path_factory):
+    """base_run given a head by head-only training: (run folder, training result)."""
+    run = tmp_path_factory.mktemp("runs") / "head"
     cfg = ImplicitTrainConfig(epochs=40, batch_size=8, queries=256, lr=3e-3, seed=0, threads=1)
-    res = train_implicit(base_run, shapes_data, tmp_path / "head", head, cfg)
-    src, new = load_model(base_run).model, load_model(tmp_path / "head").model
+    return run, train_implicit(base_run, shapes_data, run, HEAD, cfg)
+
+
+def test_head_only_training_learns_and_keeps_the_encoder(base_run, head_run):
+    run, res = head_run
+    head = HEAD
+    src, new = load_model(base_run).model, load_model(run).model
     assert new.has_implicit and not src.has_implicit and new.config.implicit == head
     assert model_fingerprint(src) == model_fingerprint(new)  # stores made with the source keep matching
     new_state = new.state_dict()
@@ -141,10 +151,42 @@ def test_head_only_training_learns_and_keeps_the_encoder(base_run, shapes_data, 
     # measured 0.83 and 0.85 (seeds 0, 1); the same head on zeroed codes (one shape for all) gets 0.56-0.58
     assert res.summary["test_iou"] > 0.7
     for name in ("model.safetensors", "checkpoints/last.safetensors", "metrics.jsonl", "loss_curve.png"):
-        assert (tmp_path / "head" / name).exists(), name
-    stored = json.loads((tmp_path / "head" / "config.json").read_text())
+        assert (run / name).exists(), name
+    stored = json.loads((run / "config.json").read_text())
     assert stored["run"]["model"]["implicit"] == head.to_dict() and stored["implicit_train"]["epochs"] == 40
-    assert json.loads((tmp_path / "head" / "provenance.json").read_text())["seed"] == 0
+    assert json.loads((run / "provenance.json").read_text())["seed"] == 0
+
+
+def test_evaluate_scores_the_l_gmm_codes_through_the_head(head_run, shapes_data):
+    from shapelatent.evaluate import EvalConfig, evaluate_run, to_markdown
+    from shapelatent.evaluate.meshes import implicit_surface_samples
+    from shapelatent.latent.implicit_mesh import mesh_from_code
+
+    run, _ = head_run
+    fast = {"barycenter_steps": 10, "interpolation_pairs": 2, "interpolation_steps": 3, "mesh_shapes": 0}
+    result = evaluate_run(run, shapes_data, EvalConfig(**fast)).result
+    gen = result["generation"]
+    row = gen["l_gmm_implicit"]
+    assert row["n"] + row["empty"] == gen["n_samples"] and row["n"] > 0
+    assert row["resolution"] == 128 and row["sampling"].startswith("area_weighted")
+    for key in ("MMD-CD", "COV-CD", "1-NNA-CD", "MMD-EMD", "COV-EMD", "1-NNA-EMD", "JSD"):
+        assert np.isfinite(row[key]), key
+    assert "through the implicit head" in to_markdown(result)
+    off = evaluate_run(run, shapes_data, EvalConfig(implicit_generation=False, **fast)).result
+    assert "l_gmm_implicit" not in off["generation"]
+    # the clouds are drawn from the head's meshes: every point on the mesh of its code, P per cloud
+    model = load_model(run).model
+    codes = np.stack([model.encode(torch.as_tensor(ShapeDataset(shapes_data).points[i : i + 1])).detach()[0].numpy()
+                      for i in (0, 1)])  # fmt: skip
+    clouds, empty = implicit_surface_samples(model, codes, 128, resolution=32, seed=3)
+    assert empty == [] and clouds.shape == (2, 128, 3)
+    for k in range(2):
+        mesh = mesh_from_code(model, codes[k], resolution=32)
+        tri = np.asarray(mesh.vertices, dtype=np.float64)[mesh.faces]  # (F, 3, 3)
+        pts = np.repeat(clouds[k].astype(np.float64), len(tri), axis=0)  # every point against every triangle
+        near = trimesh.triangles.closest_point(np.tile(tri, (len(clouds[k]), 1, 1)), pts)
+        dist = np.linalg.norm(near - pts, axis=1).reshape(len(clouds[k]), len(tri)).min(1)
+        assert dist.max() < 1e-5
 
 
 def test_head_only_resume_matches_an_uninterrupted_run(base_run, shapes_data, tmp_path):
