@@ -38,10 +38,17 @@ from shapelatent.data.occupancy_format import FILES as OCC_FILES
 from shapelatent.data.occupancy_format import META_FILE as OCC_META
 from shapelatent.data.occupancy_format import has_occupancy, read_occupancy
 from shapelatent.errors import DatasetFormatError, OutputExistsError
-from shapelatent.io.atomic import atomic_write_json
+from shapelatent.io.atomic import atomic_write_json, atomic_write_text
 from shapelatent.provenance import provenance
 
-__all__ = ["check_compatible", "merge_datasets", "merged_matches", "parse_weights", "shape_weights"]
+__all__ = [
+    "check_compatible",
+    "merge_datasets",
+    "merged_attribution",
+    "merged_matches",
+    "parse_weights",
+    "shape_weights",
+]
 
 _CHUNK = 256  # shapes copied per step
 
@@ -298,6 +305,9 @@ def merge_datasets(
             info["has_normals"] = first["has_normals"]
         atomic_write_json(tmp / "dataset.json", info)
         atomic_write_json(tmp / "provenance.json", provenance({"merged_from": entries}, 0))
+        attribution = merged_attribution(datasets)
+        if attribution is not None:
+            atomic_write_text(tmp / "ATTRIBUTION.md", attribution)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -305,6 +315,32 @@ def merge_datasets(
         shutil.rmtree(out)
     os.replace(tmp, out)
     return out
+
+
+def merged_attribution(datasets: Sequence[ShapeDataset]) -> str | None:
+    """One ``ATTRIBUTION.md`` for a merged dataset: each source's own file, in order, under its folder's name.
+
+    Licences such as CC-BY require the credits to travel with the data and with work derived from it, so a merge
+    keeps every source's list whole (its headings moved two levels down, under one section per source). None when
+    no source has the file.
+    """
+    parts: list[str] = []
+    for ds in datasets:
+        path = ds.root / "ATTRIBUTION.md"
+        if not path.is_file():
+            parts.append(f"## {ds.root.name}\n\nNo ATTRIBUTION.md in `{ds.root}`.\n")
+            continue
+        text = path.read_text(encoding="utf-8")
+        body = "\n".join(("##" + line) if line.startswith("#") else line for line in text.splitlines())
+        parts.append(f"## {ds.root.name} ({len(ds)} shapes)\n\n{body.strip()}\n")
+    if all(not (ds.root / "ATTRIBUTION.md").is_file() for ds in datasets):
+        return None
+    head = (
+        "# Attribution\n\nThis dataset merges "
+        + ", ".join(f"`{ds.root.name}`" for ds in datasets)
+        + " (`shapelatent data merge` / `train --data A --data B`); the attribution of each source follows, whole.\n"
+    )
+    return head + "\n" + "\n".join(parts)
 
 
 def shape_weights(ds: ShapeDataset, train_idx: np.ndarray) -> np.ndarray | None:

@@ -179,3 +179,18 @@ def test_data_merge_cli(two_sets, tmp_path):
     assert ShapeDataset(out).info["num_shapes"] == 15
     res = CliRunner().invoke(app, ["data", "merge", str(two_sets / "chairs"), "-o", str(tmp_path / "one")])
     assert res.exit_code != 0 and "two or more datasets" in res.output
+
+
+def test_merge_keeps_every_sources_attribution(two_sets, tmp_path):
+    assert not (merge_datasets([two_sets / "chairs", two_sets / "real"], tmp_path / "none") / "ATTRIBUTION.md").exists()
+    a, b = tmp_path / "a" / "chairs", tmp_path / "b" / "real"
+    shutil.copytree(two_sets / "chairs", a)
+    shutil.copytree(two_sets / "real", b)
+    (b / "ATTRIBUTION.md").write_text(
+        "# Attribution\n\n## Creators to credit (CC-BY)\n\n- **Ada** (CC-BY-3.0): Chair\n"
+    )
+    text = (merge_datasets([a, b], tmp_path / "mix") / "ATTRIBUTION.md").read_text()
+    assert text.startswith("# Attribution\n") and "`chairs`, `real`" in text
+    assert "## chairs\n\nNo ATTRIBUTION.md" in text  # a source without one is named, not dropped silently
+    assert "## real (" in text and "### Attribution" in text and "#### Creators to credit (CC-BY)" in text
+    assert "- **Ada** (CC-BY-3.0): Chair" in text  # every credit line kept whole
