@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval", type=Path, default=None, help="Folder from `shapelatent evaluate` (copied).")
     ap.add_argument("--name", default="furniture")
     ap.add_argument("--source", default="Sweet Home 3D furniture libraries (Debian sweethome3d-furniture 1.8-1)")
+    ap.add_argument(
+        "--auto-mesher",
+        default=None,
+        help="What --mesher auto means for this model (e.g. poisson when its head measured worse than Poisson)",
+    )
     args = ap.parse_args(argv)
 
     from safetensors.torch import save_file
@@ -45,6 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     data_info = json.loads((args.data / "dataset.json").read_text(encoding="utf-8"))
     config.setdefault("data", {})["path"] = f"{args.source} (built with `shapelatent data build sweethome3d`)"
     config["data"]["num_shapes"] = data_info.get("num_shapes")
+    if args.auto_mesher is not None:
+        config["auto_mesher"] = args.auto_mesher
     tensors = {
         f"model.{k}": (v.half() if v.is_floating_point() else v).contiguous() for k, v in ckpt.model_state.items()
     }
@@ -61,11 +68,14 @@ def main(argv: list[str] | None = None) -> None:
     tmp.replace(out / "model.safetensors")
     if (args.data / "ATTRIBUTION.md").exists():
         shutil.copyfile(args.data / "ATTRIBUTION.md", out / "ATTRIBUTION.md")
-    atomic_write_json(out / "training.json", {
-        "config": config,
-        "metrics": json.loads((args.run / "metrics.json").read_text(encoding="utf-8")),
-        "dataset": {k: data_info.get(k) for k in ("num_shapes", "num_points", "classes", "sampling", "source")},
-    })
+    atomic_write_json(
+        out / "training.json",
+        {
+            "config": config,
+            "metrics": json.loads((args.run / "metrics.json").read_text(encoding="utf-8")),
+            "dataset": {k: data_info.get(k) for k in ("num_shapes", "num_points", "classes", "sampling", "source")},
+        },
+    )
     if args.eval is not None:
         for name in ("evaluation.json", "evaluation.md"):
             if (args.eval / name).exists():

@@ -56,4 +56,11 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     except RuntimeError as exc:
         raise CheckpointError(f"{p}: weights do not match the stored model config ({exc}).") from exc
     model.eval()
+    auto = ckpt.config.get("auto_mesher")
+    if auto is not None:
+        if auto not in ("implicit", "poisson", "ball_pivoting", "alpha") or (
+            auto == "implicit" and not model.has_implicit
+        ):
+            raise CheckpointError(f"{p}: auto_mesher {auto!r} in its config is not a mesher this model can use.")
+        model.auto_mesher = str(auto)
     return LoadedModel(model, ckpt.config, (ckpt.config.get("data") or {}).get("sampling"))

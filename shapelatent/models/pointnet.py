@@ -146,6 +146,9 @@ class PointCloudAutoencoder(nn.Module):
         self.encoder = PointNetEncoder(c.latent_dim, c.encoder_channels)
         self.decoder = MLPDecoder(c.latent_dim, c.num_points, c.decoder_hidden, c.predict_normals)
         self.implicit = build_implicit(c.latent_dim, c.implicit) if c.implicit is not None else None
+        # what ``--mesher auto`` means for this model when its checkpoint says (``auto_mesher`` in its config, set by
+        # load_model); None: implicit when the model has a head, else poisson
+        self.auto_mesher: str | None = None
 
     @property
     def has_implicit(self) -> bool:

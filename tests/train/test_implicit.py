@@ -293,4 +293,4 @@ def test_head_only_on_the_shipped_model_keeps_its_fingerprint(tmp_path):
     src, new = load_model("furniture").model, load_model(tmp_path / "run").model
     assert new.has_implicit and model_fingerprint(src) == model_fingerprint(new)
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert stored["source_model"] == "furniture" and stored["run"]["model"]["predict_normals"] is True
+    assert stored["source_model"] == "furniture" and stored["run"]["model"]["implicit"]["kind"] == "cbn"
