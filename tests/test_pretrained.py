@@ -94,3 +94,27 @@ def test_shipped_head_is_there_but_auto_means_poisson(furniture):
     assert furniture.model.has_implicit and furniture.model.auto_mesher == "poisson"
     assert resolve_mesher("auto", furniture.model) == "poisson"
     assert resolve_mesher("implicit", furniture.model) == "implicit"
+
+
+def test_an_auto_mesher_the_model_cannot_use_is_refused(tmp_path):
+    import pytest
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from shapelatent.errors import CheckpointError
+    from shapelatent.models.load import load_model
+
+    src = pretrained_dir("furniture") / "model.safetensors"
+    with safe_open(str(src), "pt") as fh:
+        meta = dict(fh.metadata())
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    for bad in ("marching", "implicit"):
+        cfg = json.loads(meta["config"])
+        cfg["auto_mesher"] = bad
+        if bad == "implicit":  # a model without a head cannot default to it
+            cfg["run"]["model"]["implicit"] = None
+            tensors = {k: v for k, v in tensors.items() if not k.startswith("model.implicit.")}
+        path = tmp_path / f"{bad}.safetensors"
+        save_file(tensors, str(path), metadata={**meta, "config": json.dumps(cfg)})
+        with pytest.raises(CheckpointError, match="auto_mesher"):
+            load_model(path)
