@@ -176,8 +176,8 @@ def test_evaluate_scores_the_l_gmm_codes_through_the_head(head_run, shapes_data)
     assert "l_gmm_implicit" not in off["generation"]
     # the clouds are drawn from the head's meshes: every point on the mesh of its code, P per cloud
     model = load_model(run).model
-    codes = np.stack([model.encode(torch.as_tensor(ShapeDataset(shapes_data).points[i : i + 1])).detach()[0].numpy()
-                      for i in (0, 1)])  # fmt: skip
+    first_two = torch.as_tensor(np.array(ShapeDataset(shapes_data).points[:2]))
+    codes = model.encode(first_two).detach().numpy()
     clouds, empty = implicit_surface_samples(model, codes, 128, resolution=32, seed=3)
     assert empty == [] and clouds.shape == (2, 128, 3)
     for k in range(2):
