@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="What --mesher auto means for this model (e.g. poisson when its head measured worse than Poisson)",
     )
+    ap.add_argument(
+        "--implicit-threshold",
+        type=float,
+        default=None,
+        help="Logit at which the head's surface is extracted (calibrated on validation shapes; default 0)",
+    )
     args = ap.parse_args(argv)
 
     from safetensors.torch import save_file
@@ -52,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     config["data"]["num_shapes"] = data_info.get("num_shapes")
     if args.auto_mesher is not None:
         config["auto_mesher"] = args.auto_mesher
+    if args.implicit_threshold is not None:
+        config["implicit_threshold"] = args.implicit_threshold
     tensors = {
         f"model.{k}": (v.half() if v.is_floating_point() else v).contiguous() for k, v in ckpt.model_state.items()
     }

@@ -118,3 +118,17 @@ def test_an_auto_mesher_the_model_cannot_use_is_refused(tmp_path):
         save_file(tensors, str(path), metadata={**meta, "config": json.dumps(cfg)})
         with pytest.raises(CheckpointError, match="auto_mesher"):
             load_model(path)
+
+
+def test_shipped_head_extracts_at_its_calibrated_level(furniture, real_mesh_paths):
+    from shapelatent.latent.encode import codes_for_points
+    from shapelatent.latent.implicit_mesh import mesh_from_code
+
+    model = furniture.model
+    assert model.implicit_threshold == 1.25  # logit chosen on validation chairs, tables and armchairs (README)
+    code = codes_for_points(model, _clouds(furniture, real_mesh_paths[:1]))[0]
+    res = mesh_from_code(model, code, resolution=64)
+    with torch.no_grad():
+        logits = model.occupancy(torch.as_tensor(code)[None], torch.as_tensor(res.vertices)[None])[0].numpy()
+    # the vertices lie on the level set f = 1.25 (linear interpolation along grid edges): near it, not near 0
+    assert abs(float(np.median(logits)) - 1.25) < 0.3, np.median(logits)

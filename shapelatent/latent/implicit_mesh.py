@@ -55,6 +55,9 @@ def mesh_from_code(
 ) -> MeshResult:
     """Extract the surface of the shape a code stands for, from the model's occupancy head.
 
+    The level is the model's ``implicit_threshold`` (a logit; 0.0, probability 0.5, unless the checkpoint records a
+    level calibrated on validation shapes, as the shipped ``furniture`` model does).
+
     Args:
         model: an autoencoder with an occupancy head.
         code: (Z,) float32.
@@ -75,7 +78,7 @@ def mesh_from_code(
         raise ValueError("the model has no occupancy head; see resolve_mesher")
     t0 = time.perf_counter()
     fn = implicit_fn(model.implicit, torch.as_tensor(np.asarray(code, dtype=np.float32)))
-    res = extract_mesh(fn, resolution, remove_small=remove_small)
+    res = extract_mesh(fn, resolution, threshold=model.implicit_threshold, remove_small=remove_small)
     seconds = time.perf_counter() - t0
     if len(res.faces) == 0:
         raise MeshingError(

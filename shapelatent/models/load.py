@@ -63,4 +63,9 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
         ):
             raise CheckpointError(f"{p}: auto_mesher {auto!r} in its config is not a mesher this model can use.")
         model.auto_mesher = str(auto)
+    threshold = ckpt.config.get("implicit_threshold")
+    if threshold is not None:
+        if not model.has_implicit or isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise CheckpointError(f"{p}: implicit_threshold {threshold!r} in its config needs a head and a number.")
+        model.implicit_threshold = float(threshold)
     return LoadedModel(model, ckpt.config, (ckpt.config.get("data") or {}).get("sampling"))
