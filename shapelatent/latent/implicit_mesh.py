@@ -55,8 +55,8 @@ def mesh_from_code(
 ) -> MeshResult:
     """Extract the surface of the shape a code stands for, from the model's occupancy head.
 
-    The level is the model's ``implicit_threshold`` (a logit; 0.0, probability 0.5, unless the checkpoint records a
-    level calibrated on validation shapes, as the shipped ``furniture`` model does).
+    The level is the model's ``implicit_threshold`` (a logit; 0.0, probability 0.5, unless the checkpoint records
+    another level, e.g. one tuned on validation shapes).
 
     Args:
         model: an autoencoder with an occupancy head.
