@@ -194,8 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 train(data, run, None if resume else cfg, resume=resume, force=not resume)
             spent = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["train_time_s"]
             row = {"fold": f, **_score(run, view), "train_s": spent}
-            results.setdefault(lever, []).append(row)
-            results[lever] = [r for r in results[lever] if r["fold"] != f] + [row]
+            results[lever] = [r for r in results.get(lever, []) if r["fold"] != f] + [row]  # a rerun replaces its fold
             print(f"fold {f} {lever}: {row}", file=sys.stderr)
             atomic_write_json(args.out / "levers.json", {**results, "geometry ceiling": geometry})
     lines = [

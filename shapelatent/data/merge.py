@@ -325,15 +325,17 @@ def merged_attribution(datasets: Sequence[ShapeDataset]) -> str | None:
     no source has the file.
     """
     parts: list[str] = []
+    found = False
     for ds in datasets:
         path = ds.root / "ATTRIBUTION.md"
         if not path.is_file():
             parts.append(f"## {ds.root.name}\n\nNo ATTRIBUTION.md in `{ds.root}`.\n")
             continue
+        found = True
         text = path.read_text(encoding="utf-8")
         body = "\n".join(("##" + line) if line.startswith("#") else line for line in text.splitlines())
         parts.append(f"## {ds.root.name} ({len(ds)} shapes)\n\n{body.strip()}\n")
-    if all(not (ds.root / "ATTRIBUTION.md").is_file() for ds in datasets):
+    if not found:
         return None
     head = (
         "# Attribution\n\nThis dataset merges "

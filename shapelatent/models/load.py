@@ -58,9 +58,10 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     model.eval()
     auto = ckpt.config.get("auto_mesher")
     if auto is not None:
-        if auto not in ("implicit", "poisson", "ball_pivoting", "alpha") or (
-            auto == "implicit" and not model.has_implicit
-        ):
+        from shapelatent.latent.implicit_mesh import IMPLICIT
+        from shapelatent.meshing.reconstruct import MESHERS
+
+        if auto not in (IMPLICIT, *MESHERS) or (auto == "implicit" and not model.has_implicit):
             raise CheckpointError(f"{p}: auto_mesher {auto!r} in its config is not a mesher this model can use.")
         model.auto_mesher = str(auto)
     threshold = ckpt.config.get("implicit_threshold")

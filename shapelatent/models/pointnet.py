@@ -149,8 +149,8 @@ class PointCloudAutoencoder(nn.Module):
         # what ``--mesher auto`` means for this model when its checkpoint says (``auto_mesher`` in its config, set by
         # load_model); None: implicit when the model has a head, else poisson
         self.auto_mesher: str | None = None
-        # the head's surface is extracted at this logit (``implicit_threshold`` in the checkpoint config, calibrated on
-        # validation shapes; 0.0 = probability 0.5 when the checkpoint does not say)
+        # the head's surface is extracted at this logit (``implicit_threshold`` in the checkpoint config, set by
+        # load_model; 0.0 = probability 0.5 when the checkpoint does not say)
         self.implicit_threshold: float = 0.0
 
     @property
