@@ -33,6 +33,13 @@ def train_implicit_cmd(
         int | None, typer.Option(help="ResNet blocks (cbn, film) or hidden layers (concat); default 3, 4, 4.")
     ] = None,
     fourier: Annotated[int, typer.Option(help="Fourier-feature bands of the query (0: raw coordinates).")] = 4,
+    local: Annotated[
+        int,
+        typer.Option(
+            help="Each query also reads its K nearest decoded points (offsets through a small PointNet); 0: the "
+            "code alone."
+        ),
+    ] = 0,
     epochs: Annotated[
         int | None, typer.Option(help="Passes over the train split (default 100; with --resume: the stored run's).")
     ] = None,
@@ -43,6 +50,14 @@ def train_implicit_cmd(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 5e-4,
     seed: Annotated[int, typer.Option(help="Seed (head initialisation, shuffling, query sampling).")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    replace_head: Annotated[
+        bool,
+        typer.Option(
+            "--replace-head",
+            help="The model already has a head: start a new one with --kind/--hidden/--blocks/--fourier/--local "
+            "instead of training that one further (the codes stay the same).",
+        ),
+    ] = False,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue OUT from OUT/checkpoints/last.safetensors (its settings).")
     ] = False,
@@ -54,7 +69,7 @@ def train_implicit_cmd(
     from shapelatent.models.implicit import ImplicitConfig
     from shapelatent.train.implicit import ImplicitTrainConfig, train_implicit
 
-    head = ImplicitConfig(kind=kind, hidden=hidden, blocks=blocks, fourier=fourier)
+    head = ImplicitConfig(kind=kind, hidden=hidden, blocks=blocks, fourier=fourier, local=local)
     cfg: ImplicitTrainConfig | None = ImplicitTrainConfig(
         epochs=epochs or 100, batch_size=batch_size, queries=queries, lr=lr, seed=seed, device=device
     )
@@ -75,7 +90,16 @@ def train_implicit_cmd(
             )
 
         result = train_implicit(
-            model, data, out, head, cfg, resume=resume, force=force, on_step=on_step, on_epoch=on_epoch
+            model,
+            data,
+            out,
+            head,
+            cfg,
+            resume=resume,
+            force=force,
+            on_step=on_step,
+            on_epoch=on_epoch,
+            replace_head=replace_head,
         )
     files = [result.run_dir / n for n in _RUN_FILES if (result.run_dir / n).exists()]
 

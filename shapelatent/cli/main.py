@@ -227,6 +227,10 @@ def train_cmd(
     implicit_weight: Annotated[
         float | None, typer.Option(help="Override train.implicit_weight: w in Chamfer + w * BCE (default 0.01).")
     ] = None,
+    implicit_local: Annotated[
+        int | None,
+        typer.Option(help="With --implicit: each query also reads its K nearest decoded points (default 0: off)."),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoints/last.safetensors.")] = False,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
@@ -237,6 +241,10 @@ def train_cmd(
     """
     scale = _range_option("--scale-aug", scale_aug)
     aniso = _range_option("--aniso-aug", aniso_aug)
+    if implicit_local is not None and implicit is None:
+        raise typer.BadParameter(
+            "needs --implicit KIND (the head whose queries read the decoded points)", param_hint="--implicit-local"
+        )
     data_dir = _training_data(data, out, weights, resume, force)
     if resume and epochs is None and config is None:
         epochs = _stored_epochs(out)  # a bare --resume finishes the run as planned (not the default epoch count)
@@ -246,7 +254,8 @@ def train_cmd(
             "model": {
                 "latent_dim": latent_dim,
                 "predict_normals": normals,
-                "implicit": implicit and {"kind": implicit},
+                "implicit": implicit
+                and {"kind": implicit, **({"local": implicit_local} if implicit_local is not None else {})},
             },
             "train": {
                 "epochs": epochs,

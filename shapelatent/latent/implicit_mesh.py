@@ -77,7 +77,7 @@ def mesh_from_code(
     if model.implicit is None:
         raise ValueError("the model has no occupancy head; see resolve_mesher")
     t0 = time.perf_counter()
-    fn = implicit_fn(model.implicit, torch.as_tensor(np.asarray(code, dtype=np.float32)))
+    fn = implicit_fn(model, torch.as_tensor(np.asarray(code, dtype=np.float32)))
     res = extract_mesh(fn, resolution, threshold=model.implicit_threshold, remove_small=remove_small)
     seconds = time.perf_counter() - t0
     if len(res.faces) == 0:

@@ -158,8 +158,11 @@ class PointCloudAutoencoder(nn.Module):
         """True when the model has an occupancy head."""
         return self.implicit is not None
 
-    def occupancy(self, codes: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    def occupancy(self, codes: torch.Tensor, queries: torch.Tensor, points: torch.Tensor | None = None) -> torch.Tensor:
         """codes (B, Z), queries (B, T, 3) in the normalised frame -> occupancy logits (B, T).
+
+        A head with ``local`` > 0 also reads the codes' decoded points: ``points`` (B, P, 3) when the caller has
+        them (they must be ``decode(codes).points``), else they are decoded here. They enter detached.
 
         Raises:
             ValueError: the model has no occupancy head.
@@ -169,7 +172,9 @@ class PointCloudAutoencoder(nn.Module):
                 "this model has no implicit (occupancy) head; add one with "
                 "`shapelatent train-implicit --model RUN --data DATASET --out RUN2` (the encoder stays frozen)."
             )
-        return self.implicit(codes, queries)
+        if self.implicit.needs_points and points is None:
+            points = self.decoder(codes)[0]
+        return self.implicit(codes, queries, points)
 
     def encode(self, points: torch.Tensor) -> torch.Tensor:
         """points: (B, P', 3) (any P') -> codes (B, Z)."""

@@ -41,7 +41,7 @@ from shapelatent.train.checkpoint import load_checkpoint, save_checkpoint
 from shapelatent.train.config import DEVICES
 from shapelatent.train.loop import _read_history, _write_history, resolve_device
 from shapelatent.train.malloc import tune_malloc
-from shapelatent.train.occupancy import OccupancySource, encode_rows, masked_bce, occupancy_iou
+from shapelatent.train.occupancy import OccupancySource, decoded_points, encode_rows, masked_bce, occupancy_iou
 
 logger = logging.getLogger(__name__)
 
@@ -97,19 +97,30 @@ class ImplicitTrainResult:
     summary: dict[str, Any]
 
 
-def _start(model_path, head: ImplicitConfig | None, seed: int) -> tuple[PointCloudAutoencoder, dict[str, Any]]:
+def _rows(points: torch.Tensor | None, idx: np.ndarray) -> torch.Tensor | None:
+    return points[idx] if points is not None else None
+
+
+def _start(
+    model_path, head: ImplicitConfig | None, seed: int, replace_head: bool = False
+) -> tuple[PointCloudAutoencoder, dict[str, Any]]:
     """The source model with a head added (or its own head), and the source's config with the new model config."""
     from shapelatent.models.load import load_model
 
     loaded = load_model(model_path)
     mcfg = loaded.model.config
+    state = loaded.model.state_dict()
+    if replace_head and mcfg.implicit is not None:
+        logger.info("%s: its occupancy head (%s) is replaced by a new one", model_path, mcfg.implicit)
+        mcfg = replace(mcfg, implicit=None)
+        state = {k: v for k, v in state.items() if not k.startswith("implicit.")}
     if mcfg.implicit is None:
         mcfg = replace(mcfg, implicit=head or ImplicitConfig())
     elif head is not None and head != mcfg.implicit:
         logger.info("%s already has an occupancy head (%s); training that head further", model_path, mcfg.implicit)
     torch.manual_seed(seed)
     model = PointCloudAutoencoder(mcfg)
-    result = model.load_state_dict(loaded.model.state_dict(), strict=False)
+    result = model.load_state_dict(state, strict=False)
     if result.unexpected_keys or any(not k.startswith("implicit.") for k in result.missing_keys):
         raise CheckpointError(f"{model_path}: its weights do not fit the model with a head ({result}).")
     config = {**loaded.config, "source_model": str(model_path)}
@@ -129,6 +140,7 @@ def train_implicit(
     on_step: Callable[[dict[str, Any]], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     stop_after_epochs: int | None = None,
+    replace_head: bool = False,
 ) -> ImplicitTrainResult:
     """Give a trained model an occupancy head (or train its head further), the encoder and point decoder frozen.
 
@@ -137,7 +149,7 @@ def train_implicit(
         data_dir: a dataset with occupancy samples, sampled and normalised as the model's training data.
         out_dir: the new run folder.
         head: the head's architecture (default :class:`ImplicitConfig`); ignored when the model already has a head
-            (that head is trained further) and when resuming.
+            (that head is trained further, unless ``replace_head``) and when resuming.
         config: training settings (default :class:`ImplicitTrainConfig`); when resuming, only its ``epochs`` is
             used (None: the stored run's).
         resume: continue from ``out_dir/checkpoints/last.safetensors``; the losses are those of an uninterrupted run.
@@ -145,6 +157,8 @@ def train_implicit(
         on_step: called after each step with ``{"epoch", "step", "steps", "loss"}`` (progress bars).
         on_epoch: called after each epoch with its metrics row.
         stop_after_epochs: stop as if interrupted after this many epochs of this call (tests).
+        replace_head: when the model already has a head, start a new one of architecture ``head`` instead of
+            training that one further (the encoder and point decoder, hence the codes, stay the source's).
 
     Raises:
         DatasetFormatError: the dataset has no occupancy samples (the message names the commands that add them),
@@ -178,7 +192,7 @@ def train_implicit(
                 f"{run}: already holds a run; pass --resume to continue it or --force to start over, "
                 "or choose another --out."
             )
-        model, run_config = _start(model_path, head, cfg.seed)
+        model, run_config = _start(model_path, head, cfg.seed, replace_head)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     tune_malloc()  # activations reused from the heap (shapelatent.train.malloc)
@@ -197,6 +211,7 @@ def train_implicit(
         raise ValueError(f"{ds.root}: the train split is empty; build a larger dataset.")
     source.check_queries(cfg.queries, "queries")
     codes = encode_rows(model, ds.root, np.arange(len(ds)))  # (N, Z): the frozen encoder's codes, as a store holds
+    points = decoded_points(model, codes)  # (N, P, 3) the frozen decoder's clouds, for a head with local > 0
     full_config = {**run_config, "implicit_train": asdict(cfg)}
     history = _read_history(run / "metrics.jsonl", start_epoch) if ckpt is not None else []
     run.mkdir(parents=True, exist_ok=True)
@@ -224,7 +239,8 @@ def train_implicit(
         for step in range(steps):
             batch = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             occ = source.draw(batch, cfg.queries, np.random.default_rng([cfg.seed, epoch, _OCCUPANCY_STREAM, step]))
-            logits = implicit(codes[batch], torch.from_numpy(occ.queries).to(device))
+            pts = points[batch] if points is not None else None
+            logits = implicit(codes[batch], torch.from_numpy(occ.queries).to(device), pts)
             loss = masked_bce(logits, torch.from_numpy(occ.labels).to(device), torch.from_numpy(occ.valid).to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -233,7 +249,7 @@ def train_implicit(
             if on_step:
                 on_step({"epoch": epoch + 1, "step": step + 1, "steps": steps, "loss": loss.item()})
         elapsed = time.perf_counter() - t0
-        val = occupancy_iou(implicit, codes[val_idx], source, val_idx)
+        val = occupancy_iou(implicit, codes[val_idx], source, val_idx, points=_rows(points, val_idx))
         row = {
             "epoch": epoch + 1,
             "train_bce": loss_sum / max(seen, 1),
@@ -254,7 +270,7 @@ def train_implicit(
     if history and history[-1]["epoch"] == cfg.epochs:
         test_idx = ds.indices("test")
         if len(test_idx):
-            test = occupancy_iou(implicit, codes[test_idx], source, test_idx)
+            test = occupancy_iou(implicit, codes[test_idx], source, test_idx, points=_rows(points, test_idx))
             summary["test_iou"] = float(test.mean()) if len(test) else None
             summary["test_shapes"] = int(len(test))
         summary["final_train_bce"] = history[-1]["train_bce"]

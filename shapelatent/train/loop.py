@@ -49,7 +49,7 @@ from shapelatent.train.data import NpyRows, TrainLoader, split_batch
 from shapelatent.train.distributed import DistContext, check_batch_size, env_ranks, init_distributed, wrap_model
 from shapelatent.train.losses import forward_loss_terms
 from shapelatent.train.malloc import release_freed_heap, tune_malloc
-from shapelatent.train.occupancy import OccupancySource, encode_rows, occupancy_iou
+from shapelatent.train.occupancy import OccupancySource, decoded_points, encode_rows, occupancy_iou
 from shapelatent.viz.figures import plot_loss_curve
 
 logger = logging.getLogger(__name__)
@@ -154,7 +154,8 @@ def _evaluate(ctx: DistContext, model: PointCloudAutoencoder, ds: ShapeDataset, 
 def _occupancy_row(model, ds, occupancy, val_idx, train_bce: float) -> dict[str, Any]:
     """Joint training's epoch columns: train BCE and Occupancy Networks' IoU on the val split."""
     codes = encode_rows(model, ds.root, val_idx)
-    iou = occupancy_iou(model.implicit, codes, occupancy, val_idx) if len(val_idx) else np.zeros(0)
+    pts = decoded_points(model, codes)
+    iou = occupancy_iou(model.implicit, codes, occupancy, val_idx, points=pts) if len(val_idx) else np.zeros(0)
     return {"train_bce": train_bce, "val_iou": float(iou.mean()) if len(iou) else None}
 
 

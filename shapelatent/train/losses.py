@@ -93,7 +93,7 @@ def forward_loss_terms(
         out = net(points)
         if occupancy is not None:
             model = cast(PointCloudAutoencoder, getattr(net, "module", net))  # DDP wraps it in .module
-            logits = model.occupancy(out.codes, occupancy[0]).float()  # (B, T)
+            logits = model.occupancy(out.codes, occupancy[0], out.points).float()  # (B, T)
             bce = masked_bce(logits, occupancy[1], occupancy[2])
     cd = chamfer_distance(out.points.float(), points, reduction="mean", backend=backend)
     loss = cd.loss

@@ -29,6 +29,7 @@ from shapelatent.train.data import NpyRows
 __all__ = [
     "OccupancyBatch",
     "OccupancySource",
+    "decoded_points",
     "encode_rows",
     "masked_bce",
     "occupancy_iou",
@@ -136,6 +137,17 @@ class OccupancySource:
 
 
 @torch.no_grad()
+@torch.no_grad()
+def decoded_points(model: PointCloudAutoencoder, codes: torch.Tensor, chunk: int = 256) -> torch.Tensor | None:
+    """The point decoder's clouds of ``codes`` (M, Z) -> (M, P, 3) float32, or None when the model's head does
+    not read them (``implicit.local`` = 0)."""
+    if model.implicit is None or not model.implicit.needs_points:
+        return None
+    model.eval()
+    out = [model.decode(codes[s : s + chunk]).points.float() for s in range(0, len(codes), chunk)]
+    return torch.cat(out) if out else torch.zeros(0, model.config.num_points, 3, device=codes.device)
+
+
 def encode_rows(
     model: PointCloudAutoencoder, root: str | os.PathLike[str], indices: np.ndarray, chunk: int = 64
 ) -> torch.Tensor:
@@ -178,7 +190,12 @@ def masked_bce(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) 
 
 @torch.no_grad()
 def occupancy_iou(
-    head: torch.nn.Module, codes: torch.Tensor, source: OccupancySource, indices: np.ndarray, chunk: int = 16
+    head: torch.nn.Module,
+    codes: torch.Tensor,
+    source: OccupancySource,
+    indices: np.ndarray,
+    chunk: int = 16,
+    points: torch.Tensor | None = None,
 ) -> np.ndarray:
     """Occupancy Networks' volumetric IoU on the stored uniform queries: predicted (logit > 0) vs stored inside.
 
@@ -187,6 +204,7 @@ def occupancy_iou(
         codes: (M, Z) float32, the codes of ``indices`` in that order.
         source: the stored samples.
         indices: (M,) dataset rows.
+        points: (M, P, 3) the codes' decoded points, for a head that reads them (``implicit.local`` > 0).
 
     Returns:
         (M',) float64, one per valid shape among ``indices`` (an empty prediction and label counts as IoU 1).
@@ -204,7 +222,9 @@ def occupancy_iou(
         pts, lab = source.read(idx[start : start + chunk])
         u = source.uniform
         x = torch.from_numpy(np.ascontiguousarray(pts[:, :u])).to(device)
-        pred = (head(codes[rows[start : start + chunk]].to(device), x) > 0).cpu().numpy()  # (b, U)
+        r = rows[start : start + chunk]
+        pts_r = points[r].to(device) if points is not None else None
+        pred = (head(codes[r].to(device), x, pts_r) > 0).cpu().numpy()  # (b, U)
         true = lab[:, :u]
         inter, union = (pred & true).sum(1), (pred | true).sum(1)
         ious.extend(np.where(union > 0, inter / np.maximum(union, 1), 1.0).tolist())

@@ -117,3 +117,47 @@ def test_cbn_normalises_like_onets_batch_norm_and_gradchecks():
     for mode in (head.train, head.eval):
         mode()
         assert torch.autograd.gradcheck(head, (z, q))
+
+
+def test_nearest_points_match_brute_force_on_both_paths():
+    from shapelatent.models.implicit import nearest_points, nearest_points_blocked
+
+    g = torch.Generator().manual_seed(0)
+    pts, qs = torch.rand(3, 40, 3, generator=g), torch.rand(3, 25, 3, generator=g) * 2 - 0.5
+    d = ((qs[:, :, None] - pts[:, None]) ** 2).sum(-1)  # (B, T, P) brute force
+    want = d.sort(dim=-1).values[..., :5]
+    for fn in (nearest_points, nearest_points_blocked):
+        idx = fn(pts, qs, 5)
+        assert idx.shape == (3, 25, 5) and idx.dtype == torch.int64
+        got = torch.gather(d, 2, idx)  # the distances of the returned points, nearest first
+        assert torch.allclose(got, want, atol=1e-6), fn.__name__
+    with pytest.raises(ValueError, match="asked for, but the cloud has 40"):
+        nearest_points(pts, qs, 41)
+
+
+def test_a_local_head_reads_the_decoded_points():
+    torch.manual_seed(0)
+    cfg = ModelConfig(num_points=32, latent_dim=8, implicit=ImplicitConfig(hidden=16, blocks=2, fourier=2, local=4))
+    model = PointCloudAutoencoder(cfg).eval()
+    head = model.implicit
+    assert head is not None and head.needs_points
+    z, x = torch.randn(2, 8), torch.rand(2, 30, 3) * 2.2 - 1.1
+    with torch.no_grad():
+        cloud = model.decode(z).points  # (2, 32, 3)
+        out = model.occupancy(z, x)  # decodes the points itself
+        assert torch.equal(out, head(z, x, cloud))
+        assert torch.allclose(out[1], implicit_fn(model, z[1], batch_points=7)(x[1]), atol=1e-5)  # alone = batch
+        assert torch.allclose(out[1], implicit_fn(head, z[1], points=cloud[1])(x[1]), atol=1e-5)
+        moved = head(z, x, cloud + torch.tensor([0.3, 0.0, 0.0]))
+    assert not torch.allclose(moved, out)  # the function depends on where the decoded points are
+    with pytest.raises(ValueError, match="reads the 4 nearest decoded points"):
+        head(z, x)
+    with pytest.raises(ValueError, match="pass the autoencoder, or the decoded points"):
+        implicit_fn(head, z[0])
+    head.train()
+    model.occupancy(z, x).sum().backward()
+    assert all(p.grad is not None for p in head.parameters())
+    assert all(p.grad is None for p in model.decoder.parameters())  # the points enter detached
+    assert ImplicitConfig.from_dict({"kind": "cbn", "hidden": 8, "blocks": 1, "fourier": 0}).local == 0  # old configs
+    with pytest.raises(ValueError, match="implicit.local must be an integer in 0..64"):
+        ImplicitConfig(local=-1)

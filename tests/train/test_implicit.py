@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -294,3 +295,35 @@ def test_head_only_on_the_shipped_model_keeps_its_fingerprint(tmp_path):
     assert new.has_implicit and model_fingerprint(src) == model_fingerprint(new)
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
     assert stored["source_model"] == "furniture" and stored["run"]["model"]["implicit"]["kind"] == "cbn"
+
+
+def test_replace_head_starts_a_local_head_and_keeps_the_codes(head_run, shapes_data, tmp_path):
+    run, _ = head_run
+    local = ImplicitConfig(kind="cbn", hidden=32, blocks=2, fourier=2, local=4)
+    cfg = ImplicitTrainConfig(epochs=12, batch_size=8, queries=256, lr=3e-3, seed=0, threads=1)
+    kept = train_implicit(run, shapes_data, tmp_path / "kept", local, replace(cfg, epochs=1))
+    assert load_model(kept.run_dir).model.config.implicit == HEAD  # without replace_head: the existing head
+    res = train_implicit(run, shapes_data, tmp_path / "new", local, cfg, replace_head=True)
+    src, new = load_model(run).model, load_model(tmp_path / "new").model
+    assert new.config.implicit == local and model_fingerprint(src) == model_fingerprint(new)
+    assert res.history[-1]["train_bce"] < 0.6 * res.history[0]["train_bce"]
+    assert res.summary["test_iou"] > 0.6  # measured 0.84 (seed 0, 12 epochs)
+
+
+def test_joint_training_with_a_local_head(shapes_data, tmp_path):
+    cfg = RunConfig(
+        model=ModelConfig(
+            num_points=128, latent_dim=16, decoder_hidden=(64, 64), implicit=ImplicitConfig(hidden=32, local=4)
+        ),
+        train=TrainConfig(epochs=4, batch_size=8, lr=2e-3, seed=1, device="cpu", threads=1, implicit_queries=128),
+    )
+    hist = train(shapes_data, tmp_path / "joint", cfg).history
+    assert hist[-1]["train_bce"] < 0.9 * hist[0]["train_bce"] and 0.0 <= hist[-1]["val_iou"] <= 1.0
+    assert load_model(tmp_path / "joint").model.config.implicit.local == 4
+
+
+def test_cli_implicit_local_needs_a_head(shapes_data, tmp_path):
+    args = ["train", "--data", shapes_data, "--out", tmp_path / "r", "--implicit-local", 8, "--epochs", 1]
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    assert res.exit_code == 2 and "needs --implicit KIND" in " ".join(res.stderr.split())
+    assert not (tmp_path / "r").exists()
