@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--json", default=None, help="write the result here")
     ap.add_argument("--quick", action="store_true", help="at most 6 shapes, 64^3")
+    ap.add_argument("--refine", type=int, default=0, help="refine each code for N steps first (test-time refinement)")
     args = ap.parse_args(argv)
     if args.threads:
         import torch
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         resolution=args.resolution,
         n_points=args.points,
         progress=lambda d, n: print(f"\r{d}/{n} shapes", end="", file=sys.stderr),
+        refine=args.refine,
     )
     print(file=sys.stderr)
     summary = summarize_mesh_quality(rows, by_class=True)

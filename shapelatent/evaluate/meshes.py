@@ -54,6 +54,7 @@ def mesh_quality(
     n_points: int = 30_000,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    refine: int = 0,
 ) -> list[dict[str, Any]]:
     """Per-shape, per-mesher mesh metrics (module docstring).
 
@@ -66,6 +67,9 @@ def mesh_quality(
         n_points: surface samples per mesh for the metrics (ONet uses 100 000; fewer is faster and noisier).
         seed: seeds meshing and sampling.
         progress: ``progress(done, total)`` after each shape.
+        refine: refine each code for this many Adam steps towards its stored points first
+            (:func:`shapelatent.latent.refine.refine_codes`, default settings), so every mesher sees the refined code;
+            0: the encoder's codes.
 
     Returns:
         one dict per shape: ``index``, ``id``, ``class``, and per mesher either the metrics (``fscore@1%``,
@@ -83,6 +87,10 @@ def mesh_quality(
     pts = np.asarray(ds.points[np.asarray(indices, dtype=np.int64)], dtype=np.float32)  # (M, P, 3)
     nrm = np.asarray(ds.normals[np.asarray(indices, dtype=np.int64)], dtype=np.float32)
     codes = codes_for_points(model, pts)
+    if refine:
+        from shapelatent.latent.refine import refine_codes
+
+        codes = refine_codes(model, pts, codes, refine).codes
     import torch
 
     with torch.no_grad():

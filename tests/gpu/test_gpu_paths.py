@@ -134,3 +134,23 @@ def test_pairwise_chamfer_on_cuda_matches_cpu():
     )
     sym = pairwise_chamfer(torch.from_numpy(a).to(DEVICE), device=DEVICE)  # CUDA tensors in, numpy out
     np.testing.assert_allclose(sym, pairwise_chamfer(a), rtol=1e-5)
+
+
+@pytest.mark.parametrize("local", [0, 8])
+def test_occupancy_head_on_cuda_matches_cpu(local):
+    """The occupancy head (and, with ``local``, its nearest-decoded-point search) on CUDA vs the CPU."""
+    from shapelatent.models.implicit import ImplicitConfig, implicit_fn, nearest_points
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(num_points=P, latent_dim=16, decoder_hidden=(32,), implicit=ImplicitConfig(local=local))
+    model = PointCloudAutoencoder(cfg).eval()
+    z, x = torch.randn(2, 16), torch.rand(2, 300, 3) * 2.2 - 1.1
+    with torch.no_grad():
+        cpu = model.occupancy(z, x)
+        gpu = model.to(DEVICE).occupancy(z.to(DEVICE), x.to(DEVICE)).cpu()
+        assert torch.allclose(gpu, cpu, atol=1e-4)
+        assert torch.allclose(implicit_fn(model, z[1].to(DEVICE))(x[1].to(DEVICE)).cpu(), cpu[1], atol=1e-4)
+    pts = torch.rand(2, P, 3)
+    d = ((x[:, :, None] - pts[:, None]) ** 2).sum(-1)
+    got = torch.gather(d, 2, nearest_points(pts.to(DEVICE), x.to(DEVICE), 8).cpu())
+    assert torch.allclose(got, d.sort(-1).values[..., :8], atol=1e-5)

@@ -132,6 +132,28 @@ def test_mesh_quality_rows_and_summary(runs):
         mesh_quality(model, data, [0], meshers=["marching"])
 
 
+def test_mesh_quality_meshes_the_refined_codes(runs, monkeypatch):
+    import shapelatent.evaluate.meshes as em
+    from shapelatent.data.format import ShapeDataset
+    from shapelatent.latent.encode import codes_for_points
+    from shapelatent.latent.refine import refine_codes
+
+    data, _, head = runs
+    model = load_model(head).model
+    pts = np.asarray(ShapeDataset(data).points[[0, 1]], dtype=np.float32)
+    start = codes_for_points(model, pts)
+    want = refine_codes(model, pts, start, 5).codes
+    seen = []
+    real = em.mesh_from_code
+    monkeypatch.setattr(em, "mesh_from_code", lambda m, code, **kw: seen.append(np.array(code)) or real(m, code, **kw))
+    em.mesh_quality(model, data, [0, 1], meshers=["implicit"], n_points=500, resolution=32, refine=5)
+    assert len(seen) == 2 and np.allclose(np.stack(seen), want, atol=1e-6)
+    assert not np.allclose(want, start, atol=1e-4)  # refinement moved the codes
+    seen.clear()
+    em.mesh_quality(model, data, [0], meshers=["implicit"], n_points=500, resolution=32)
+    assert np.allclose(seen[0], start[0], atol=1e-6)
+
+
 def test_interpolate_auto_uses_the_head(runs, tmp_path):
     data, _, head = runs
     from shapelatent.data.format import ShapeDataset
