@@ -55,6 +55,7 @@ def mesh_quality(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     refine: int = 0,
+    codes: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """Per-shape, per-mesher mesh metrics (module docstring).
 
@@ -70,6 +71,8 @@ def mesh_quality(
         refine: refine each code for this many Adam steps towards its stored points first
             (:func:`shapelatent.latent.refine.refine_codes`, default settings), so every mesher sees the refined code;
             0: the encoder's codes.
+        codes: (M, Z) the codes to mesh, one per index, instead of the encoder's (e.g. codes fitted some other way);
+            ``refine`` then starts from them.
 
     Returns:
         one dict per shape: ``index``, ``id``, ``class``, and per mesher either the metrics (``fscore@1%``,
@@ -86,7 +89,14 @@ def mesh_quality(
     refs = reference_meshes(ds.root, indices, archives)
     pts = np.asarray(ds.points[np.asarray(indices, dtype=np.int64)], dtype=np.float32)  # (M, P, 3)
     nrm = np.asarray(ds.normals[np.asarray(indices, dtype=np.int64)], dtype=np.float32)
-    codes = codes_for_points(model, pts)
+    if codes is None:
+        codes = codes_for_points(model, pts)
+    else:
+        codes = np.asarray(codes, dtype=np.float32)
+        if codes.shape != (len(pts), model.config.latent_dim):
+            raise ValueError(
+                f"codes must have shape ({len(pts)}, {model.config.latent_dim}), one per index; got {codes.shape}"
+            )
     if refine:
         from shapelatent.latent.refine import refine_codes
 

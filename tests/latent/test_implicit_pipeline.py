@@ -132,7 +132,7 @@ def test_mesh_quality_rows_and_summary(runs):
         mesh_quality(model, data, [0], meshers=["marching"])
 
 
-def test_mesh_quality_meshes_the_refined_codes(runs, monkeypatch):
+def test_mesh_quality_meshes_the_refined_or_given_codes(runs, monkeypatch):
     import shapelatent.evaluate.meshes as em
     from shapelatent.data.format import ShapeDataset
     from shapelatent.latent.encode import codes_for_points
@@ -152,6 +152,12 @@ def test_mesh_quality_meshes_the_refined_codes(runs, monkeypatch):
     seen.clear()
     em.mesh_quality(model, data, [0], meshers=["implicit"], n_points=500, resolution=32)
     assert np.allclose(seen[0], start[0], atol=1e-6)
+    seen.clear()
+    given = start[:1] + 0.5  # codes from elsewhere are meshed as given
+    em.mesh_quality(model, data, [0], meshers=["implicit"], n_points=500, resolution=32, codes=given)
+    assert np.allclose(seen[0], given[0])
+    with pytest.raises(ValueError, match="codes must have shape"):
+        em.mesh_quality(model, data, [0, 1], meshers=["implicit"], codes=given)
 
 
 def test_interpolate_auto_uses_the_head(runs, tmp_path):
