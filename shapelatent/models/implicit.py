@@ -19,19 +19,18 @@ Every kind computes the code's share of the network (:meth:`OccupancyDecoder.con
 can lift the query with Fourier features (``fourier`` > 0 bands: ``[x, sin(2^k pi x), cos(2^k pi x)]``, Tancik et
 al. 2020).
 
-**Local features from the decoded points** (``local`` = k > 0). The point decoder's cloud D(z) is a function of
-the same code, and it says where the surface is far more precisely than a global code can tell a small MLP. With
+**Local features from the decoded points** (``local`` = k > 0). The point decoder's cloud D(z) is a function of the
+same code, and it says where the surface is far more precisely than a global code can tell a small MLP. With
 ``local`` = k, each query x also sees its k nearest decoded points y_1..y_k: the offsets (y_i - x) / s (s =
 :data:`LOCAL_SCALE`) and their lengths go through a shared two-layer MLP (4 -> 64 -> 64, ReLU), max-pooled over the
-k (a PointNet over the neighbourhood, as the local encoders of ConvONet (Peng et al. 2020) and POCO (Boulch &
-Marlet 2022), here on the decoded cloud instead of the input), and the result is concatenated with the lifted
-query before ``fc_x``. The head stays f(z, x): D(z) is computed from z (detached: the occupancy loss does not train
-the point decoder). The decoded points do not have to be dense on a part for it to come back: a leg with a handful of
-decoded points is a line of points the head learns to thicken into a leg, where Poisson needs a dense sample.
-Measured with head-only training on the demo's procedural chairs (600 shapes, P = 1024, cbn 128x3, 4 bands, 1
-thread): validation IoU 0.59 after 10 epochs with k = 8 against 0.52 without, level by epoch 40 (0.64 vs 0.65);
-on Sweet Home 3D a local head on the shipped model's frozen codes reaches test IoU 0.39 (its joint head: 0.35)
-but the same mesh F-score (README, "Implicit meshes"). Default 0.
+k (a PointNet over the neighbourhood, as the local encoders of ConvONet (Peng et al. 2020) and POCO (Boulch & Marlet
+2022), here on the decoded cloud instead of the input), and the result is concatenated with the lifted query before
+``fc_x``. The head stays f(z, x): D(z) is computed from z (detached: the occupancy loss does not train the point
+decoder). The idea: a leg with a handful of decoded points is a line of points a head can learn to thicken into a
+leg, where Poisson needs a dense sample. Measured with head-only training on the demo's procedural chairs (600
+shapes, P = 1024, cbn 128x3, 4 bands, 1 thread): validation IoU 0.59 after 10 epochs with k = 8 against 0.52
+without, level by epoch 40 (0.64 vs 0.65); on Sweet Home 3D a local head on the shipped model's frozen codes reaches
+test IoU 0.39 (its joint head: 0.35) but the same mesh F-score (README, "Implicit meshes"). Default 0.
 
 The default, ``cbn`` with ``hidden`` 128, 3 blocks and 4 Fourier bands, is what ``bench/implicit_head.py``
 measured best on a CPU budget (head-only training on 128 procedural chairs with the ``furniture`` encoder, 2 CPU
