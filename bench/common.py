@@ -271,3 +271,25 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) ->
 
     rule = "| " + " | ".join(("-" * (w - 1) + ":") if num else "-" * w for w, num in layout) + " |"
     return "\n".join([line(header), rule, *(line(row) for row in cells)]) + "\n"
+
+
+def add_held_out_args(ap: Any, max_shapes: int) -> None:
+    """The options that pick held-out shapes with an occupancy-head model (``implicit_meshes``, ``head_code_fit``)."""
+    ap.add_argument("--model", required=True, help="run folder / model with an occupancy head")
+    ap.add_argument("--data", required=True, type=Path, help="dataset sampled like the model's training data")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--classes", default=None, help="comma-separated classes (default: all)")
+    ap.add_argument("--max-shapes", type=int, default=max_shapes)
+    ap.add_argument("--archive", action="append", default=[], help="Sweet Home 3D library file/folder")
+
+
+def held_out_indices(ds: Any, split: str, classes: str | None, max_shapes: int) -> Any:
+    """Rows of ``ds`` (a ``ShapeDataset``) in ``split``, of the comma-separated ``classes`` (None: all), the first
+    ``max_shapes``: (M,) int64."""
+    import numpy as np
+
+    idx = ds.indices(split)
+    if classes:
+        keep = {c.strip() for c in classes.split(",")}
+        idx = np.asarray([i for i in idx if ds.meta[int(i)]["class"] in keep], dtype=np.int64)
+    return idx[:max_shapes]

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from common import write_result  # bench/common.py
+from common import add_held_out_args, held_out_indices, write_result  # bench/common.py
 
 from shapelatent.data.format import ShapeDataset
 from shapelatent.evaluate.meshes import mesh_quality, summarize_mesh_quality
@@ -54,12 +53,7 @@ def fit_codes(model, codes: np.ndarray, queries: np.ndarray, labels: np.ndarray,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="run folder / model with an occupancy head")
-    ap.add_argument("--data", required=True, type=Path, help="dataset with occupancy samples")
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--classes", default=None, help="comma-separated classes (default: all)")
-    ap.add_argument("--max-shapes", type=int, default=12)
-    ap.add_argument("--archive", action="append", default=[], help="Sweet Home 3D library file/folder")
+    add_held_out_args(ap, max_shapes=12)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--threads", type=int, default=1)
@@ -67,11 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     ds = ShapeDataset(args.data)
-    idx = ds.indices(args.split)
-    if args.classes:
-        keep = {c.strip() for c in args.classes.split(",")}
-        idx = np.asarray([i for i in idx if ds.meta[int(i)]["class"] in keep], dtype=np.int64)
-    idx = idx[: args.max_shapes]
+    idx = held_out_indices(ds, args.split, args.classes, args.max_shapes)
     model = load_model(args.model).model
     source = OccupancySource(ds.root, len(ds))
     start = codes_for_points(model, np.asarray(ds.points[idx], dtype=np.float32))

@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-import numpy as np
-from common import write_result  # bench/common.py
+from common import add_held_out_args, held_out_indices, write_result  # bench/common.py
 
 from shapelatent.data.format import ShapeDataset
 from shapelatent.evaluate.meshes import MESH_EVAL_MESHERS, mesh_quality, summarize_mesh_quality
@@ -49,12 +47,7 @@ def _table(summary: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="run folder / model with an occupancy head")
-    ap.add_argument("--data", required=True, type=Path, help="dataset sampled like the model's training data")
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--classes", default=None, help="comma-separated classes (default: all)")
-    ap.add_argument("--max-shapes", type=int, default=40)
-    ap.add_argument("--archive", action="append", default=[], help="Sweet Home 3D library file/folder")
+    add_held_out_args(ap, max_shapes=40)
     ap.add_argument("--resolution", type=int, default=128)
     ap.add_argument("--points", type=int, default=30_000, help="surface samples per mesh for the metrics")
     ap.add_argument("--threads", type=int, default=0)
@@ -69,11 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.max_shapes, args.resolution, args.points = min(args.max_shapes, 6), 64, 10_000
     ds = ShapeDataset(args.data)
-    idx = ds.indices(args.split)
-    if args.classes:
-        keep = {c.strip() for c in args.classes.split(",")}
-        idx = np.asarray([i for i in idx if ds.meta[int(i)]["class"] in keep], dtype=np.int64)
-    idx = idx[: args.max_shapes]
+    idx = held_out_indices(ds, args.split, args.classes, args.max_shapes)
     model = load_model(args.model).model
     t0 = time.perf_counter()
     rows = mesh_quality(
