@@ -37,18 +37,21 @@ def fit_codes(model, codes: np.ndarray, queries: np.ndarray, labels: np.ndarray,
     z = torch.from_numpy(np.array(codes, dtype=np.float32)).requires_grad_(True)
     q, y = torch.from_numpy(queries), torch.from_numpy(labels.astype(np.float32))
     opt = torch.optim.Adam([z], lr=lr)
-    losses = []
-    for _ in range(steps + 1):
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(model.occupancy(z, q), y)
-        losses.append(float(loss.detach()))
-        if len(losses) > steps:
-            break
+
+    def bce() -> torch.Tensor:
+        return torch.nn.functional.binary_cross_entropy_with_logits(model.occupancy(z, q), y)
+
+    with torch.no_grad():
+        before = float(bce())
+    for _ in range(steps):
         opt.zero_grad()
-        loss.backward()
+        bce().backward()
         opt.step()
+    with torch.no_grad():
+        after = float(bce())
     for p, f in zip(model.parameters(), flags, strict=True):
         p.requires_grad_(f)
-    return z.detach().numpy(), losses[0], losses[-1]
+    return z.detach().numpy(), before, after
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -239,8 +239,7 @@ def train_implicit(
         for step in range(steps):
             batch = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             occ = source.draw(batch, cfg.queries, np.random.default_rng([cfg.seed, epoch, _OCCUPANCY_STREAM, step]))
-            pts = points[batch] if points is not None else None
-            logits = implicit(codes[batch], torch.from_numpy(occ.queries).to(device), pts)
+            logits = implicit(codes[batch], torch.from_numpy(occ.queries).to(device), _rows(points, batch))
             loss = masked_bce(logits, torch.from_numpy(occ.labels).to(device), torch.from_numpy(occ.valid).to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
