@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from shapelatent.cli.common import ForceOpt, JsonOpt, bar, emit, emit_result, friendly
+from shapelatent.cli.refine_opts import REFINE_LR, RefineLrOpt, RefineOpt
 
 __all__ = ["evaluate_cmd", "register"]
 
@@ -81,14 +82,27 @@ def evaluate_cmd(
             "points per code; about 1 s per sample)."
         ),
     ] = True,
+    refine: RefineOpt = 0,
+    refine_lr: RefineLrOpt = REFINE_LR,
+    extra_data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--extra-data",
+            help="With --folds: a dataset (labels not needed) merged into every fold's training split and never "
+            "tested on, e.g. unlabelled items; repeat for several. Sampled like --data (else an error).",
+        ),
+    ] = None,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Evaluate a trained run on a dataset split (or cross-validate the recipe with --folds); print the tables."""
+    """Evaluate a trained run on a dataset split (or cross-validate the recipe with --folds); print the tables.
+
+    With --refine N, the reconstruction table gains a row from codes refined at test time (decoder frozen).
+    """
     from shapelatent.evaluate import EvalConfig, run_evaluation
     from viewers.render import render_strip
 
-    fold_only = {"--epochs": epochs, "--latent-dim": latent_dim, "--config": config}
+    fold_only = {"--epochs": epochs, "--latent-dim": latent_dim, "--config": config, "--extra-data": extra_data}
     if folds is None:
         given = [name for name, value in fold_only.items() if value is not None] + (["--ceiling-only"] * ceiling_only)
         if given:
@@ -110,13 +124,17 @@ def evaluate_cmd(
         mesh_shapes=mesh_shapes if mesh_shapes is not None else (16 if folds is None else 0),
         archives=tuple(str(a) for a in archive or ()),
         implicit_generation=implicit_generation,
+        refine=refine,
+        refine_lr=refine_lr,
     )
     if folds is not None:
         if model is not None:
             raise ValueError("--model cannot be combined with --folds: each fold trains its own model")
         if out is None:
             raise ValueError("--folds needs --out OUT, the folder of the fold views, runs and evaluations")
-        _cross_validate(data, out, folds, config, epochs, latent_dim, ceiling_only, device, eval_config, force, as_json)
+        _cross_validate(
+            data, out, folds, config, epochs, latent_dim, ceiling_only, device, eval_config, force, as_json, extra_data
+        )
         return
     assert model is not None  # checked above
     t0 = time.perf_counter()
@@ -161,6 +179,7 @@ def _cross_validate(
     eval_config,
     force: bool,
     as_json: bool,
+    extra_data: list[Path] | None,
 ) -> None:
     """``evaluate --folds K``: :func:`shapelatent.evaluate.folds.run_cross_validation`, a bar on stderr, the table."""
     from shapelatent.evaluate.folds import run_cross_validation
@@ -183,6 +202,7 @@ def _cross_validate(
             run_config=run_config,
             eval_config=eval_config,
             ceiling_only=ceiling_only,
+            extra_data=extra_data or (),
             force=force,
             progress=progress,
             draw=render_strip,

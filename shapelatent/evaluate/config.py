@@ -13,6 +13,7 @@ import numpy as np
 from shapelatent.data.format import SPLITS, ShapeDataset
 from shapelatent.errors import DatasetFormatError
 from shapelatent.latent.encode import model_sampling
+from shapelatent.latent.refine import DEFAULT_LR
 from shapelatent.models.load import LoadedModel
 
 __all__ = [
@@ -60,6 +61,9 @@ class EvalConfig:
         archives: Sweet Home 3D libraries the dataset was built from (their rows name the archive only).
         implicit_generation: when the model has an occupancy head, also score the l-GMM codes through it
             (implicit mesh, then P area-weighted surface samples per code; about 1 s per sample on 2 cores).
+        refine: also reconstruct every evaluated shape from its code refined for this many Adam steps with the
+            decoder frozen (:func:`shapelatent.latent.refine.refine_codes`, learning rate ``refine_lr``); 0 skips.
+            The refined codes serve only that row: every other figure uses the encoder's codes.
         The other fields tune the steps (batch sizes, l-GMM, barycentre, interpolation pairs, pictures).
     """
 
@@ -85,6 +89,8 @@ class EvalConfig:
     mesh_shapes: int = 16
     archives: tuple[str, ...] = ()
     implicit_generation: bool = True
+    refine: int = 0
+    refine_lr: float = DEFAULT_LR
 
     def validate(self) -> None:
         """Check the options against their allowed values (raises ``ValueError`` naming the option)."""
@@ -100,6 +106,10 @@ class EvalConfig:
             raise ValueError(f"--samples must be at least 2 (1-NNA needs two samples); got {self.samples}")
         if self.barycenter_steps < 0:
             raise ValueError(f"--barycenter-steps must be >= 0; got {self.barycenter_steps}")
+        if self.refine < 0:
+            raise ValueError(f"--refine must be >= 0 (Adam steps; 0 skips refinement); got {self.refine}")
+        if not self.refine_lr > 0:
+            raise ValueError(f"--refine-lr must be > 0; got {self.refine_lr}")
         if self.k < 1:
             raise ValueError(f"--k must be at least 1; got {self.k}")
         if self.classes is not None and not self.classes:

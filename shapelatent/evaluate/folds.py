@@ -9,6 +9,10 @@ Protocol, on a dataset of N shapes:
    is no val split: the other fold trains).
 3. A model per fold is trained on the view (``OUT/folds/f/run``, the training of ``shapelatent train``) and
    evaluated on its test split (``OUT/folds/f/eval``, ``shapelatent evaluate``'s :func:`run_evaluation`).
+   With ``extra_data`` (datasets that need no labels, e.g. the unlabelled items of the same source), each fold
+   trains on its view merged with every extra shape (``OUT/folds/f/train_data``, :mod:`shapelatent.data.merge`;
+   the extra shapes are all in the train split and never tested). The evaluation, its nearest-training-shape
+   oracle and the neighbour figures use the labelled view only.
 4. The codes of all N shapes under each fold's model give class precision@k and kNN accuracy, and the Chamfer
    distances between the true clouds give the same figures (the geometry ceiling, :mod:`shapelatent.evaluate.ceiling`),
    on the same folds.
@@ -27,7 +31,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +69,27 @@ def fold_split_codes(folds: np.ndarray, f: int, k: int) -> np.ndarray:
     return codes
 
 
+def _extra_views(extra: list[ShapeDataset], out: Path) -> list[Path]:
+    """Each extra dataset as a view with every shape in the train split (``OUT/extra/i``)."""
+    views = []
+    for i, ds in enumerate(extra):
+        codes = np.full(len(ds), SPLITS.index("train"), dtype=np.uint8)
+        views.append(write_split_view(ds.root, out / "extra" / str(i), codes, {"method": "all train (extra data)"}))
+    return views
+
+
+def _training_data(view: Path, extra: list[Path], where: Path) -> Path:
+    """The fold's training dataset: its view, or the view merged with the extra data (reused when up to date)."""
+    if not extra:
+        return view
+    from shapelatent.data.merge import merge_datasets, merged_matches
+
+    merged = where / "train_data"
+    if not merged_matches(merged, [view, *extra], None):
+        merge_datasets([view, *extra], merged, force=True)
+    return merged
+
+
 def _check_plan(out: Path, plan: dict[str, Any], force: bool) -> None:
     """Write ``OUT/plan.json``; refuse an OUT made for another dataset, K or seed unless ``force`` (then start over)."""
     path = out / _PLAN
@@ -72,7 +97,8 @@ def _check_plan(out: Path, plan: dict[str, Any], force: bool) -> None:
         old = json.loads(path.read_text(encoding="utf-8"))
         if old != plan:
             if not force:
-                diff = ", ".join(f"{k}: {old.get(k)!r} -> {v!r}" for k, v in plan.items() if old.get(k) != v)
+                keys = [*plan, *(k for k in old if k not in plan)]
+                diff = ", ".join(f"{k}: {old.get(k)!r} -> {plan.get(k)!r}" for k in keys if old.get(k) != plan.get(k))
                 raise OutputExistsError(
                     f"{out}: holds a cross-validation with other settings ({diff}); pass --force to start it over "
                     "(its fold runs are deleted), or choose another --out."
@@ -229,6 +255,7 @@ def run_cross_validation(
     run_config: RunConfig | None = None,
     eval_config: EvalConfig | None = None,
     ceiling_only: bool = False,
+    extra_data: Sequence[str | os.PathLike[str]] = (),
     force: bool = False,
     progress: Progress | None = None,
     draw: StripDrawer | None = None,
@@ -244,6 +271,8 @@ def run_cross_validation(
         run_config: how each fold's model is trained (default :class:`RunConfig` ()).
         eval_config: how each fold is evaluated (its ``split`` must be ``test``; default :class:`EvalConfig` ()).
         ceiling_only: no training: only the geometry ceiling on the folds.
+        extra_data: datasets merged into every fold's training split, never tested (see the module docstring);
+            they must be sampled like ``data``.
         force: start over in an ``out`` that holds a cross-validation (or any folder).
         progress: ``progress(stage, done, total)``.
         draw: draws each fold's ``samples.png`` (see :func:`shapelatent.evaluate.write_evaluation`).
@@ -253,6 +282,7 @@ def run_cross_validation(
 
     Raises:
         ValueError: K < 2 or larger than a class's count; an evaluated split other than test.
+        DatasetFormatError: an extra dataset sampled unlike ``data`` (checked before any work).
         OutputExistsError: ``out`` holds other work, or a fold's run was trained with other settings.
     """
     from shapelatent.train.config import RunConfig
@@ -271,8 +301,22 @@ def run_cross_validation(
     position = {shape_id: i for i, shape_id in enumerate(ids)}
     fold_of = stratified_folds(classes, folds, seed)  # raises for K > the smallest class, before any work
     out = Path(out)
-    plan = {"dataset": str(ds.root.resolve()), "num_shapes": len(ds), "folds": folds, "seed": seed}
+    extra = [ShapeDataset(p) for p in extra_data]
+    same = [str(e.root) for e in extra if e.root.resolve() == ds.root.resolve()]
+    if same or len({e.root.resolve() for e in extra}) < len(extra):
+        raise ValueError(
+            f"--extra-data {same or [str(e.root) for e in extra]}: a dataset is given twice (or is --data itself); "
+            "give each extra dataset once, and never the evaluated one"
+        )
+    if extra:
+        from shapelatent.data.merge import check_compatible
+
+        check_compatible([ds, *extra])  # a different sampling contract is an error before anything is written
+    plan: dict[str, Any] = {"dataset": str(ds.root.resolve()), "num_shapes": len(ds), "folds": folds, "seed": seed}
+    if extra:
+        plan["extra_data"] = [str(e.root.resolve()) for e in extra]
     _check_plan(out, plan, force)
+    extra_views = _extra_views(extra, out) if extra and not ceiling_only else []
     dist = _chamfer_matrix(ds, out, eval_config, progress)
     k = eval_config.k
     rows: list[dict[str, Any]] = [{} for _ in range(len(ds))]
@@ -298,7 +342,9 @@ def run_cross_validation(
                 if progress is not None:
                     progress(f"{stage}: training", int(row["epoch"]), epochs)
 
-            info["training"] = _train_fold(view, where / "run", run_config, on_epoch)
+            train_data = _training_data(view, extra_views, where)
+            info["train_data"] = str(train_data)
+            info["training"] = _train_fold(train_data, where / "run", run_config, on_epoch)
 
             def staged(name: str, done: int, total: int, stage: str = stage) -> None:
                 if progress is not None:
@@ -326,6 +372,7 @@ def run_cross_validation(
             "sd": "sample standard deviation over the folds (ddof=1); folds share training shapes, so it is "
             "fold-to-fold variation, not a confidence interval (Bengio and Grandvalet, JMLR 2004)",
             "ceiling_only": ceiling_only,
+            "extra_data": [{"path": str(e.root.resolve()), "num_shapes": len(e)} for e in extra],
             "eval_config": asdict(eval_config),
             **({} if ceiling_only else {"run_config": run_config.to_dict()}),
         },

@@ -7,9 +7,12 @@ evaluate``).
 
 Protocol, on the evaluated shapes (a split, optionally restricted to some classes):
 
-1. Reconstruction: Chamfer and EMD between each shape and its reconstruction (encode, then decode).
+1. Reconstruction: Chamfer and EMD between each shape and its reconstruction (encode, then decode); with
+   ``refine`` N, also from each shape's code refined for N Adam steps towards its own points with the decoder
+   frozen (test-time refinement, DeepSDF-style; :mod:`shapelatent.latent.refine`), and the time per shape.
 2. Mean training shape: the Chamfer barycentre of the training shapes of the same classes, against each shape.
-3. Nearest training shape by Chamfer, against each shape (an oracle that memorises the training set).
+3. Nearest training shape by Chamfer, against each shape (an oracle that memorises the training set), and the
+   reconstructions' Chamfer as a ratio to it (ratio of the means; mean and median of the per-shape ratios).
 4. Generation: an l-GMM (Achlioptas et al. 2018) fitted on the training codes, sampled and decoded, against
    the evaluated shapes (MMD, COV, 1-NNA, JSD); and a training subset of the same size against them, as a
    reference line of what matching the data distribution scores.
@@ -108,6 +111,70 @@ def _decode(loaded: LoadedModel, codes: np.ndarray) -> np.ndarray:
     """(N, Z) codes -> (N, P, 3) float32 clouds, decoded in chunks."""
     parts = [decode_codes(loaded, codes[s : s + _CHUNK])[0] for s in range(0, len(codes), _CHUNK)]
     return np.concatenate(parts).astype(np.float32)
+
+
+def _ratio_to_nearest(cd: np.ndarray, oracle: np.ndarray) -> dict[str, float]:
+    """Reconstruction Chamfer against the nearest-training-shape oracle: ratio of means, mean/median of ratios."""
+    per = np.asarray(cd, np.float64) / np.maximum(np.asarray(oracle, np.float64), 1e-12)
+    return {
+        "of_means": float(np.mean(cd) / max(float(np.mean(oracle)), 1e-12)),
+        "mean": float(per.mean()),
+        "median": float(np.median(per)),
+    }
+
+
+def _refined_reconstruction(
+    loaded: LoadedModel,
+    model_path: str | os.PathLike[str],
+    ev_pts: np.ndarray,
+    ev_codes: np.ndarray,
+    config: EvalConfig,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    """The reconstruction row from test-time refined codes (:func:`shapelatent.latent.refine.refine_codes`).
+
+    Each evaluated shape's encoder code is refined for ``config.refine`` Adam steps towards the shape's own
+    points (the decoder frozen; DeepSDF-style inference), then decoded and scored like the model row.
+    """
+    from shapelatent.latent.refine import refine_codes
+
+    stage = f"refinement ({config.refine} steps)"
+    report = None if progress is None else _counter(progress, stage, len(ev_pts))
+    model = loaded.model.to(config.device)
+    try:
+        res = refine_codes(
+            model,
+            ev_pts,
+            ev_codes,
+            config.refine,
+            lr=config.refine_lr,
+            backend=config.chamfer_backend,
+            progress=report,
+            model_name=str(model_path),
+        )
+    finally:
+        loaded.model.to("cpu")
+    cd, emd = _pairwise_metrics(_decode(loaded, res.codes), ev_pts, config, "reconstruction: refined", progress)
+    return {
+        "cd": _summary(cd),
+        "emd": _summary(emd),
+        "steps": int(config.refine),
+        "lr": float(config.refine_lr),
+        "seconds_per_shape": float(res.seconds_per_shape),
+        "per_shape_cd": cd,
+    }
+
+
+def _counter(progress: Progress, stage: str, total: int) -> Callable[[int], None]:
+    """A ``progress(n more done)`` callback that reports the running count to ``progress`` under ``stage``."""
+    done = 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        progress(stage, done, total)
+
+    return step
 
 
 def _implicit_generation(
@@ -265,6 +332,9 @@ def evaluate_run(
     recon = _decode(loaded, ev_codes)
     rec_cd, rec_emd = _pairwise_metrics(recon, ev_pts, config, "reconstruction", progress)
     lap("reconstruction")
+    refined = _refined_reconstruction(loaded, model_path, ev_pts, ev_codes, config, progress) if config.refine else None
+    if refined is not None:
+        lap("refinement")
 
     bary = chamfer_barycenter(
         tr_pts,
@@ -290,6 +360,9 @@ def evaluate_run(
     )
     near_cd, near_emd = _pairwise_metrics(tr_pts[nearest.indices], ev_pts, config, "nearest vs shapes", progress)
     lap("nearest_train")
+    ratios = {"model": _ratio_to_nearest(rec_cd, near_cd)}
+    if refined is not None:
+        ratios["refined"] = _ratio_to_nearest(refined["per_shape_cd"], near_cd)
 
     n_samples = config.samples or len(ev_idx)
     components = min(config.gmm_components, len(tr_codes))
@@ -406,6 +479,11 @@ def evaluate_run(
             "model": {"cd": _summary(rec_cd), "emd": _summary(rec_emd)},
             "mean_shape": {"cd": _summary(mean_cd), "emd": _summary(mean_emd)},
             "nearest_train": {"cd": _summary(near_cd), "emd": _summary(near_emd)},
+            **({"refined": {k: v for k, v in refined.items() if k != "per_shape_cd"}} if refined else {}),
+            "ratio_to_nearest": ratios,
+            "ratio_definition": "Chamfer of the reconstruction over Chamfer of the nearest training shape (the "
+            "oracle): of_means = mean CD / mean oracle CD; mean and median of the per-shape ratios. < 1: better "
+            "than looking up the closest memorised shape.",
         },
         "barycenter": {
             "init_id": meta[tr_idx[bary.init_index]]["id"],
@@ -432,6 +510,7 @@ def evaluate_run(
                 "class": ev_classes[i],
                 "cd": rec_cd[i],
                 "emd": rec_emd[i],
+                **({"refined_cd": refined["per_shape_cd"][i]} if refined else {}),
                 "mean_shape_cd": mean_cd[i],
                 "mean_shape_emd": mean_emd[i],
                 "nearest_train_id": meta[tr_idx[nearest.indices[i]]]["id"],

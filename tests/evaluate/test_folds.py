@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,3 +151,48 @@ def test_fold_split_codes_rotate_val():
     folds = np.array([0, 1, 2, 0, 1, 2])
     assert [SPLITS[c] for c in fold_split_codes(folds, 2, 3)] == ["val", "train", "test"] * 2
     assert [SPLITS[c] for c in fold_split_codes(np.array([0, 1, 0, 1]), 1, 2)] == ["train", "test", "train", "test"]
+
+
+@pytest.fixture(scope="module")
+def extra_data(tmp_path_factory):
+    """12 unlabelled-for-the-folds chairs of another family, sampled like cv_data (P=64)."""
+    out = tmp_path_factory.mktemp("extra") / "others"
+    build_procedural(out, 12, sampling=SamplingConfig(num_points=64), seed=9, families=("armchair",), workers=1)
+    return out
+
+
+def test_extra_data_trains_every_fold_and_is_never_tested(cv_data, extra_data, small_config, tmp_path):
+    out = tmp_path / "cv_extra"
+    payload = _cv(cv_data, out, "--extra-data", str(extra_data), config=small_config)["folds"]
+    ds, extra = ShapeDataset(cv_data), ShapeDataset(extra_data)
+    assert payload["protocol"]["extra_data"] == [{"path": str(extra_data.resolve()), "num_shapes": 12}]
+    for f, detail in enumerate(payload["folds_detail"]):
+        view = ShapeDataset(out / "folds" / str(f) / "data")
+        train = ShapeDataset(detail["train_data"])
+        assert detail["train_data"] == str(out / "folds" / str(f) / "train_data")
+        # the fold's own training shapes plus every extra shape, all in train; the fold's test shapes only in test
+        assert len(train) == len(ds) + len(extra)
+        assert len(train.indices("train")) == len(view.indices("train")) + len(extra)
+        assert len(train.indices("test")) == len(view.indices("test"))
+        np.testing.assert_array_equal(np.asarray(train.points[len(ds) :]), np.asarray(extra.points))
+        config = json.loads((out / "folds" / str(f) / "run" / "config.json").read_text())
+        assert Path(config["data"]["path"]).resolve() == train.root.resolve()  # the run trained on the merge
+        evaluation = json.loads((out / "folds" / str(f) / "eval" / "evaluation.json").read_text())
+        assert evaluation["protocol"]["n_train"] == len(view.indices("train"))  # the oracle: labelled shapes
+    again = _cv(cv_data, out, "--extra-data", str(extra_data), config=small_config)["folds"]
+    assert [d["training"] for d in again["folds_detail"]] == ["reused", "reused"]
+    res = runner.invoke(app, ["evaluate", "--folds", "2", "--data", str(cv_data), "--out", str(out), *FAST])
+    assert res.exit_code == 2 and "holds a cross-validation with other settings (extra_data:" in res.output
+
+
+def test_extra_data_refusals(cv_data, extra_data, tmp_path):
+    def fails(args, message):
+        res = runner.invoke(app, ["evaluate", "--data", str(cv_data), *args])
+        assert res.exit_code == 2 and message in res.output, res.output
+
+    p128 = tmp_path / "p128"
+    build_procedural(p128, 4, sampling=SamplingConfig(num_points=128), seed=1, workers=1)
+    fails(["--folds", "2", "--out", str(tmp_path / "o"), "--extra-data", str(p128)], "must share one sampling")
+    assert not (tmp_path / "o").exists()  # refused before anything is written
+    fails(["--folds", "2", "--out", str(tmp_path / "o"), "--extra-data", str(cv_data)], "is given twice")
+    fails(["--model", str(tmp_path), "--extra-data", str(extra_data)], "--extra-data only apply with --folds K")
