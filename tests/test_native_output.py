@@ -33,3 +33,24 @@ def test_native_output_restores_fds_after_an_exception(caplog, capfd):
     os.write(1, b"visible\n")
     assert capfd.readouterr().out == "visible\n"
     assert [r.getMessage() for r in caplog.records] == ["said before failing"]
+
+
+def test_native_stdout_goes_to_stderr_and_chatter_to_the_log(caplog, capfd):
+    import re
+
+    from shapelatent.native_output import FILAMENT_CHATTER, native_stdout_to_stderr
+
+    log = logging.getLogger("test.native")
+    with caplog.at_level(logging.DEBUG, logger="test.native"), native_stdout_to_stderr(log, FILAMENT_CHATTER):
+        os.write(1, b"WARNING: Using soft CircularBuffer (6144 KiB)\nFEngine resolved backend: OpenGL\n")
+        os.write(1, b"something else\n")
+    os.write(1, b"result\n")
+    out, err = capfd.readouterr()
+    assert out == "result\n" and err == "something else\n"
+    assert [r.getMessage() for r in caplog.records] == [
+        "WARNING: Using soft CircularBuffer (6144 KiB)",
+        "FEngine resolved backend: OpenGL",
+    ]
+    with native_stdout_to_stderr(log, re.compile("^never")):
+        os.write(1, b"kept\n")
+    assert capfd.readouterr() == ("", "kept\n")

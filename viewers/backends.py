@@ -1,14 +1,17 @@
 """The two Open3D backends that draw a shape with the fixed look of :mod:`viewers.camera`, and the render loop.
 
-- ``legacy`` (the default for ``"auto"``): Open3D's OpenGL ``Visualizer`` in a hidden window, EGL offscreen
-  without a display (Debian ``libegl1 libgl1``); a few ms per frame.
-- ``offscreen``: Open3D's Filament ``OffscreenRenderer``, headless on a Vulkan driver (Debian ``libvulkan1
-  mesa-vulkan-drivers``, software llvmpipe when there is no GPU); on software Vulkan it can stall for seconds to
-  minutes on some mesh frames.
+- ``legacy`` (``"auto"`` where it starts): Open3D's OpenGL ``Visualizer`` in a hidden window: on the display, or
+  without one EGL offscreen (Open3D 0.20; Debian ``libegl1 libgl1``); a few ms per frame. The pip wheels of
+  Open3D 0.18/0.19 cannot open it without a display.
+- ``offscreen``: Open3D's Filament ``OffscreenRenderer``, headless: Open3D 0.20 renders it on a Vulkan driver
+  (Debian ``libvulkan1 mesa-vulkan-drivers``, software lavapipe when there is no GPU), where it can stall for
+  seconds to minutes on some mesh frames; Open3D 0.18/0.19 on OpenGL through EGL (Mesa's surfaceless platform
+  without a display, chosen by the probe when the default platform fails).
 
 Whether a backend can start is probed once per process in a subprocess (a missing driver can abort the process
-rather than raise); when it cannot, :class:`RendererUnavailableError` names the packages to install. There is no
-silent fallback.
+rather than raise); when it cannot, :class:`RendererUnavailableError` names the packages to install. ``"auto"``
+takes ``legacy`` where it starts, else ``offscreen``, and logs which; a backend asked for by name is never
+replaced by the other.
 """
 
 from __future__ import annotations
@@ -58,14 +61,21 @@ def offscreen_available() -> tuple[bool, str]:
         ``(True, "")`` or ``(False, reason)``; the reason names the Debian packages to install.
     """
     probe = "import open3d.visualization.rendering as r; r.OffscreenRenderer(16, 16).render_to_image(); print('ok')"
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=dict(os.environ)
-        )
-    except subprocess.TimeoutExpired:
-        return False, "the Open3D OffscreenRenderer probe did not finish in 120 s"
-    if done.returncode == 0 and "ok" in done.stdout:
-        return True, ""
+    envs = [dict(os.environ)]
+    if "EGL_PLATFORM" not in os.environ:
+        # Open3D < 0.20 renders with OpenGL through EGL, whose default platform needs a display; Mesa's
+        # surfaceless platform renders without one. Tried second, so a working default is never changed.
+        envs.append({**os.environ, "EGL_PLATFORM": "surfaceless"})
+    for env in envs:
+        try:
+            done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env)
+        except subprocess.TimeoutExpired:
+            return False, "the Open3D OffscreenRenderer probe did not finish in 120 s"
+        if done.returncode == 0 and "ok" in done.stdout:
+            if env.get("EGL_PLATFORM") != os.environ.get("EGL_PLATFORM"):
+                os.environ["EGL_PLATFORM"] = env["EGL_PLATFORM"]  # read when the renderer starts EGL, after this
+                logger.debug("OffscreenRenderer: EGL's default platform failed; using EGL_PLATFORM=surfaceless")
+            return True, ""
     tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
     return False, (
         f"Open3D's OffscreenRenderer cannot start ({tail[0]}); it needs a Vulkan or EGL driver: "
@@ -92,33 +102,46 @@ def legacy_available() -> tuple[bool, str]:
     if done.returncode == 0 and "ok" in done.stdout:
         return True, ""
     return False, (
-        "Open3D's Visualizer cannot open an offscreen (EGL) context; on Debian/Ubuntu install "
-        "`apt-get install libegl1 libgl1` (Mesa's software rasteriser works without a GPU)."
+        "Open3D's Visualizer cannot open a hidden window (it needs a display, or EGL with Open3D >= 0.20); on "
+        "Debian/Ubuntu install `apt-get install libegl1 libgl1` (Mesa's software rasteriser works without a GPU), "
+        "or run under a virtual display (`xvfb-run -a shapelatent ...`)."
     )
 
 
 def resolve_renderer(renderer: str) -> str:
-    """The backend to use for ``renderer``, checked to start here: ``auto`` -> ``legacy``.
+    """The backend to use for ``renderer``, checked to start here.
 
-    Open3D's OpenGL Visualizer on EGL renders a frame in a few ms and reliably, while the Filament
-    ``OffscreenRenderer`` on software Vulkan stalls for seconds to minutes on some mesh frames.
+    ``auto`` is ``legacy`` where it can start, else ``offscreen`` (the choice is logged). Open3D's OpenGL
+    Visualizer renders a frame in a few ms and reliably, but the pip wheels of Open3D 0.18/0.19 cannot open it
+    without a display (their headless path needs OSMesa and fails in GLEW); there, Filament's ``OffscreenRenderer``
+    on OpenGL through EGL draws the same shapes with the same camera (about 1 s a frame on llvmpipe).
 
     Raises:
-        ValueError: an unknown name. RendererUnavailableError: the backend cannot start (names the packages).
+        ValueError: an unknown name. RendererUnavailableError: the backend cannot start (names the packages);
+        for ``auto``, neither can (both reasons).
     """
     if renderer not in RENDERERS:
         raise ValueError(f"renderer must be one of {', '.join(RENDERERS)}; got {renderer!r}")
-    name = "legacy" if renderer == "auto" else renderer
-    ok, reason = legacy_available() if name == "legacy" else offscreen_available()
-    if not ok:
-        raise RendererUnavailableError(reason)
+    if renderer == "auto":
+        ok, reason = legacy_available()
+        name = "legacy"
+        if not ok:
+            ok2, reason2 = offscreen_available()
+            if not ok2:
+                raise RendererUnavailableError(f"{reason} Nor can the offscreen renderer: {reason2}")
+            name = "offscreen"
+    else:
+        name = renderer
+        ok, reason = legacy_available() if name == "legacy" else offscreen_available()
+        if not ok:
+            raise RendererUnavailableError(reason)
     _log_choice_once(name, renderer)
     return name
 
 
 @functools.cache
 def _log_choice_once(name: str, asked: str) -> None:
-    what = {"legacy": "Open3D Visualizer (OpenGL, EGL offscreen)", "offscreen": "Open3D OffscreenRenderer (Filament)"}
+    what = {"legacy": "Open3D Visualizer (OpenGL, hidden window)", "offscreen": "Open3D OffscreenRenderer (Filament)"}
     logger.info("renderer: %s [asked for %r]", what[name], asked)
 
 
@@ -132,7 +155,10 @@ class _Offscreen:
         o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
         self.size = (width, height)
         self.count = 0
-        self.r = rendering.OffscreenRenderer(width, height)
+        from shapelatent.native_output import native_output_to_log
+
+        with native_output_to_log(logger):  # Filament's start-up lines (backend, EGL/GL versions) on fds 1/2
+            self.r = rendering.OffscreenRenderer(width, height)
         view = self.r.scene.view
         # shadows and ambient occlusion cost ~20 s a frame on llvmpipe; post-processing would tone-map the
         # white background to grey. Lighting is tuned for the linear output instead.
@@ -281,8 +307,8 @@ def render_images(
         size: ``(width, height)`` of each image in pixels.
         mode: ``"auto"`` (meshes as meshes, point clouds as points), ``"points"`` (meshes are sampled into
             points) or ``"mesh"`` (every item must be a mesh).
-        renderer: ``"auto"`` (= ``"legacy"``), ``"legacy"`` (Open3D's OpenGL Visualizer, EGL offscreen) or
-            ``"offscreen"`` (Open3D's Filament OffscreenRenderer; Vulkan).
+        renderer: ``"auto"`` (``"legacy"`` where it starts, else ``"offscreen"``), ``"legacy"`` (Open3D's OpenGL
+            Visualizer in a hidden window) or ``"offscreen"`` (Open3D's Filament OffscreenRenderer).
 
     Returns:
         One ``(H, W, 3) uint8`` image per item.

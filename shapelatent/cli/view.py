@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from shapelatent.cli.common import console, emit, friendly
+from shapelatent.native_output import FILAMENT_CHATTER, native_stdout_to_stderr
 
 __all__ = ["register"]
 
@@ -24,25 +21,11 @@ LEGACY_NOTE = (
 )
 
 
-@contextlib.contextmanager
-def _native_stdout_to_stderr() -> Iterator[None]:
-    """Send what native code writes on stdout (Filament's start-up lines) to stderr, so stdout holds results only."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def _run_gui(open_window: Any) -> None:
     """Open a GUI window (``open_window()`` builds it) and run the event loop until it closes."""
     from viewers.gui.base import run_app
 
-    with _native_stdout_to_stderr():
+    with native_stdout_to_stderr(logger, quiet=FILAMENT_CHATTER):
         window = open_window()
         run_app()
     for p in window.exports:
@@ -142,7 +125,7 @@ def register(app: typer.Typer) -> None:
             try:
                 from viewers.gui.base import app_instance
 
-                with _native_stdout_to_stderr():
+                with native_stdout_to_stderr(logger, quiet=FILAMENT_CHATTER):
                     app_instance()
             except Exception as exc:  # any renderer failure: say so, then the legacy window
                 console.print(LEGACY_NOTE.format(why=exc), highlight=False)
