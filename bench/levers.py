@@ -10,7 +10,12 @@ train) and is scored on the held-out fold:
   the "is it better than looking up a memorised shape" figure (< 1: better);
 * ``P@5``: class precision@5 of the held-out codes among the training codes (the share of the 5 nearest training
   codes with the query's class); the last row gives the same figure from Chamfer between the true clouds (the
-  geometry ceiling of ``shapelatent.evaluate.ceiling``, here test fold against training shapes).
+  geometry ceiling of ``shapelatent.evaluate.ceiling``, here test fold against training shapes);
+* ``5-NN acc.``: the test fold's classes voted by their 5 nearest training shapes (codes; and Chamfer for the
+  ceiling), as ``shapelatent.evaluate.ceiling.neighbour_figures``; ``linear SVM``: trained on the training codes,
+  scored on the test fold (``shapelatent.evaluate.latent.linear_svm``);
+* with ``--refine N``: ``refined: ratio``, the same ratio after refining each held-out code for N Adam steps with
+  the decoder frozen (``shapelatent.latent.refine``), and the seconds per shape.
 
 To fit a 2-core CPU the comparison trains at P = 1024 (the first 1024 of each shape's 2048 i.i.d. area-weighted
 points: a sample of the same law) for ``--epochs`` epochs; the figures are mean +- sd over the folds run.
@@ -93,36 +98,68 @@ def _p_at_5(dist: np.ndarray, query_classes: np.ndarray, ref_classes: np.ndarray
     return float((ref_classes[top] == query_classes[:, None]).mean())
 
 
-def _geometry(view: Path) -> dict[str, float]:
-    """The same P@5 from Chamfer between the true clouds (test fold against training shapes): the ceiling."""
+def _all_chamfer(base: Path, out: Path) -> np.ndarray:
+    """(N, N) Chamfer between all the labelled shapes' true clouds, cached in ``out/chamfer.npy``."""
     from shapelatent.metrics import pairwise_chamfer
 
+    cache = out / "chamfer.npy"
+    if cache.exists():
+        return np.load(cache, allow_pickle=False)
+    dist = pairwise_chamfer(np.asarray(ShapeDataset(base).points, dtype=np.float32))
+    np.save(cache, dist)
+    return dist
+
+
+def _knn(dist: np.ndarray, view: Path) -> float:
+    """5-NN class accuracy of the test fold voted by its training shapes (``shapelatent.evaluate.ceiling``)."""
+    from shapelatent.evaluate.ceiling import neighbour_figures
+
+    ds = ShapeDataset(view)
+    return float(neighbour_figures(dist, ds.classes(), ds.indices("test"), ds.indices("train"), 5).figures[
+        "knn_accuracy"]["value"])  # fmt: skip
+
+
+def _geometry(view: Path, dist: np.ndarray) -> dict[str, float]:
+    """The codes' figures from Chamfer between the true clouds (test fold against training shapes): the ceiling."""
     ds = ShapeDataset(view)
     test, tr = ds.indices("test"), ds.indices("train")
-    pts = np.asarray(ds.points)
     classes = np.array(ds.classes())
-    return {"p_at_5": _p_at_5(pairwise_chamfer(pts[test], pts[tr]), classes[test], classes[tr])}
+    return {"p_at_5": _p_at_5(dist[np.ix_(test, tr)], classes[test], classes[tr]), "knn": _knn(dist, view)}
 
 
-def _score(run: Path, view: Path) -> dict[str, float]:
+def _score(run: Path, view: Path, refine: int) -> dict[str, float]:
+    import torch
+
+    from shapelatent.evaluate.latent import linear_svm
+    from shapelatent.latent.refine import refine_codes
+
     ds = ShapeDataset(view)
     test, tr = ds.indices("test"), ds.indices("train")
     loaded = load_model(run)
-    import torch
-
     cd = evaluate_chamfer(loaded.model, ds, test, torch.device("cpu"))  # (M,)
     pts = np.asarray(ds.points)
     nn = nearest_by_chamfer(pts[test], pts[tr])
+    oracle = np.maximum(nn.chamfer, 1e-12)
     codes = codes_for_points(loaded.model, pts)
     classes = np.array(ds.classes())
-    d = ((codes[test][:, None, :] - codes[tr][None, :, :]) ** 2).sum(-1)  # (M, N)
-    p5 = _p_at_5(d, classes[test], classes[tr])
-    return {
+    d = ((codes[:, None, :] - codes[None, :, :]) ** 2).sum(-1)  # (N, N)
+    row = {
         "test_cd": float(cd.mean()),
-        "ratio_nn": float(np.mean(cd / np.maximum(nn.chamfer, 1e-12))),
-        "p_at_5": p5,
+        "ratio_nn": float(np.mean(cd / oracle)),
+        "ratio_of_means": float(cd.mean() / oracle.mean()),
+        "p_at_5": _p_at_5(d[np.ix_(test, tr)], classes[test], classes[tr]),
+        "knn": _knn(d, view),
+        "svm": float(linear_svm(codes[tr], list(classes[tr]), codes[test], list(classes[test]))["value"]),
         "nn_cd": float(np.mean(nn.chamfer)),
     }
+    if refine:
+        res = refine_codes(loaded.model, pts[test], codes[test], refine)
+        row.update(
+            refined_cd=float(res.chamfer_after.mean()),
+            ratio_refined=float(np.mean(res.chamfer_after / oracle)),
+            refine_s_per_shape=float(res.seconds_per_shape),
+        )
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--levers", default=",".join(LEVERS), help="comma-separated lever names")
     ap.add_argument("--out", type=Path, default=Path("runs/bench/levers"))
     ap.add_argument("--json", type=Path, help="write the result here too")
+    ap.add_argument("--refine", type=int, default=0, help="also score codes refined for N steps (0: off)")
     args = ap.parse_args(argv)
     levers = [x.strip() for x in args.levers.split(",") if x.strip()]
     unknown = [x for x in levers if x not in LEVERS]
@@ -163,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         results = {k: [r for r in v if r["fold"] in run_folds] for k, v in earlier.items() if k in LEVERS}
         results = {k: v for k, v in results.items() if k not in levers and v}
     geometry: list[dict] = []
+    dist = _all_chamfer(base, args.out)
     for f in run_folds:
         view = write_split_view(
             base,
@@ -170,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             fold_split_codes(folds, f, args.folds),
             {"method": "stratified folds", "k": args.folds, "fold": f, "seed": args.seed},
         )
-        geometry.append({"fold": f, **_geometry(view)})
+        geometry.append({"fold": f, **_geometry(view, dist)})
         for lever in levers:
             m_over, t_over, uses_other = LEVERS[lever]
             if uses_other and other is None:
@@ -193,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                 resume = (run / "checkpoints" / "last.safetensors").exists()
                 train(data, run, None if resume else cfg, resume=resume, force=not resume)
             spent = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["train_time_s"]
-            row = {"fold": f, **_score(run, view), "train_s": spent}
+            row = {"fold": f, **_score(run, view, args.refine), "train_s": spent}
             results[lever] = [r for r in results.get(lever, []) if r["fold"] != f] + [row]  # a rerun replaces its fold
             print(f"fold {f} {lever}: {row}", file=sys.stderr)
             atomic_write_json(args.out / "levers.json", {**results, "geometry ceiling": geometry})
@@ -201,23 +240,26 @@ def main(argv: list[str] | None = None) -> int:
         f"Stratified {args.folds}-fold split (seed {args.seed}), folds {run_folds}; P = {args.points}, "
         f"{args.epochs} epochs, batch 50, Adam 5e-4; mean +- sd over folds.",
         "",
-        "| lever | test CD x1e3 | ratio to nearest training shape | class P@5 (codes) | train s |",
-        "|---|---:|---:|---:|---:|",
+        "| lever | test CD x1e3 | ratio to nearest training shape | refined: ratio | class P@5 (codes) | 5-NN acc. "
+        "| linear SVM | train s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def ms(rows: list[dict], key: str, scale: float = 1.0) -> str:
+        if not rows or any(key not in r for r in rows):
+            return "—"  # scored before the figure existed, or not asked for (--refine)
+        v = np.array([r[key] for r in rows]) * scale
+        return f"{v.mean():.3f} +- {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
+
     for lever, rows in results.items():
-
-        def ms(key: str, scale: float = 1.0, rows: list[dict] = rows) -> str:
-            v = np.array([r[key] for r in rows]) * scale
-            return f"{v.mean():.3f} +- {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
-
         lines.append(
-            f"| {lever} | {ms('test_cd', 1e3)} | {ms('ratio_nn')} | {ms('p_at_5')} | "
+            f"| {lever} | {ms(rows, 'test_cd', 1e3)} | {ms(rows, 'ratio_nn')} | {ms(rows, 'ratio_refined')} | "
+            f"{ms(rows, 'p_at_5')} | {ms(rows, 'knn')} | {ms(rows, 'svm')} | "
             f"{np.mean([r['train_s'] for r in rows]):.0f} |"
         )
-    g = np.array([r["p_at_5"] for r in geometry])
     lines.append(
-        f"| geometry ceiling (Chamfer between the true clouds) | — | — | "
-        f"{g.mean():.3f} +- {g.std(ddof=1) if len(g) > 1 else 0.0:.3f} | — |"
+        f"| geometry ceiling (Chamfer between the true clouds) | — | — | — | {ms(geometry, 'p_at_5')} | "
+        f"{ms(geometry, 'knn')} | — | — |"
     )
     table = "\n".join(lines)
     print(table)

@@ -3,7 +3,9 @@ slider move -> points shown <= 50 ms, -> mesh shown <= 1 s at 128^3).
 
 Runs the real windows in this process on $DISPLAY (start one with ``xvfb-run -s '-screen 0 1280x800x24'``):
 
-1. frame time: a 20,000-triangle torus in a scene widget, turned a little every tick, for ``--seconds``;
+1. frame rate: a 20,000-triangle torus in a scene widget, turned a little every tick, for ``--seconds``: the
+   frames Mesa presents per second (``presented_fps``, counted by Mesa itself, see :func:`count_presented_frames`),
+   and the GUI loop's ticks per second (an upper bound: a tick is not always a frame);
 2. slider latency: an interpolation window on ``--model`` (with ``--store`` for ids), ``set_t`` to ``--moves``
    random t, one at a time: seconds until the decoded points are in the scene, and until the mesh (the model's
    default mesher, MISE 128^3 for an occupancy head, made in the mesher process) is in the scene.
@@ -15,6 +17,7 @@ Runs the real windows in this process on $DISPLAY (start one with ``xvfb-run -s 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -22,6 +25,41 @@ from pathlib import Path
 
 import numpy as np
 from common import write_result  # bench/common.py
+
+
+def count_presented_frames(dump: Path) -> None:
+    """Ask Mesa to log the frame rate it presents (set before Open3D starts its renderer).
+
+    Ticks of the GUI loop are not frames: Filament's OpenGL backend renders on its own thread and may drop
+    frames while the loop ticks at ~100 Hz. Mesa counts what reaches the window: the gallium HUD for OpenGL
+    (llvmpipe; not drawn, dumped to ``dump/fps``) and Mesa's overlay layer for Vulkan (lavapipe; ``dump/vk.csv``).
+    """
+    dump.mkdir(parents=True, exist_ok=True)
+    os.environ.update(
+        GALLIUM_HUD="fps",
+        GALLIUM_HUD_VISIBLE="false",
+        GALLIUM_HUD_PERIOD="0.25",
+        GALLIUM_HUD_DUMP_DIR=str(dump),
+        VK_INSTANCE_LAYERS="VK_LAYER_MESA_overlay",
+        VK_LAYER_MESA_OVERLAY_CONFIG=f"output_file={dump / 'vk.csv'},fps,no_display",
+    )
+
+
+def presented_fps(dump: Path) -> dict:
+    """Median and minimum presented frames/s after the first second (start-up), from the files Mesa wrote."""
+    values: list[float] = []
+    if (dump / "fps").exists():  # OpenGL: one value per 0.25 s
+        values = [float(x) for x in (dump / "fps").read_text().split()][4:]
+        api = "OpenGL (gallium HUD)"
+    elif (dump / "vk.csv").exists():  # Vulkan: a header, then one row per 0.5 s (fps is the 3rd column)
+        rows = (dump / "vk.csv").read_text().strip().splitlines()[1:]
+        values = [float(r.split(",")[2]) for r in rows][2:]
+        api = "Vulkan (Mesa overlay layer)"
+    else:
+        return {"presented_fps": None, "why": "no Mesa frame counter ran (not a Mesa driver?)"}
+    if not values:
+        return {"presented_fps": None, "why": "the run was too short for the frame counter"}
+    return {"presented_fps": float(np.median(values)), "presented_fps_min": float(np.min(values)), "counted_by": api}
 
 
 def frame_time(seconds: float) -> dict:
@@ -63,8 +101,32 @@ def frame_time(seconds: float) -> dict:
         "triangles": int(len(faces)),
         "frames": int(len(dt)),
         "median_tick_ms": float(1000 * np.median(dt)),
-        "fps": float(len(dt) / (stamps[-1] - stamps[0])),
+        "ticks_per_s": float(len(dt) / (stamps[-1] - stamps[0])),
     }
+
+
+def frame_rate(seconds: float) -> dict:
+    """:func:`frame_time` in a child process with Mesa's frame counters on; its files are complete when it exits."""
+    import subprocess
+    import tempfile
+
+    dump = Path(tempfile.mkdtemp(prefix="viewer_fps_"))
+    cmd = [
+        sys.executable,
+        __file__,
+        "--model",
+        "-",
+        "--refs",
+        "-",
+        "--seconds",
+        str(seconds),
+        "--frame-only",
+        str(dump),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120 + seconds)
+    if done.returncode != 0:
+        raise RuntimeError(f"the frame-rate window failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), **presented_fps(dump)}
 
 
 #: SL_PREVIEW=64: the interpolation window shows a 64^3 implicit preview before the 128^3 mesh (default 0: off)
@@ -126,11 +188,16 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--frame-only", type=Path, help=argparse.SUPPRESS)  # internal: see frame_rate()
     args = ap.parse_args()
     if not os.environ.get("DISPLAY"):
         sys.exit("needs a display: run under xvfb-run -a -s '-screen 0 1280x800x24'")
+    if args.frame_only is not None:  # the child of frame_rate(): counts its frames, prints them, exits
+        count_presented_frames(args.frame_only)
+        print(json.dumps(frame_time(args.seconds)))
+        return
     results = {
-        "frame": frame_time(args.seconds),
+        "frame": frame_rate(args.seconds),
         "slider": slider(args.model, args.store, args.refs, args.moves, args.seed),
     }
     print(results)
