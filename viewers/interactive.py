@@ -226,8 +226,9 @@ def view_interpolation(
 
     def toggle_play() -> None:
         state["playing"] = not state["playing"]
-        # None stops the animation (Open3D takes it; its stub does not say so)
-        win.vis.register_animation_callback(animate if state["playing"] else None)  # type: ignore[arg-type]
+        # None stops the animation (Open3D takes it; the 0.20 stub does not say so, 0.19 has none)
+        vis: Any = win.vis
+        vis.register_animation_callback(animate if state["playing"] else None)
         logger.info("animation %s", "playing" if state["playing"] else "paused")
 
     draw()

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from shapelatent.data.format import ShapeDataset
 from shapelatent.evaluate.baselines import chamfer_barycenter, nearest_by_chamfer
@@ -47,19 +46,23 @@ from shapelatent.evaluate.config import (
 )
 from shapelatent.evaluate.latent import class_precision, interpolation_consistency, linear_svm, sample_titles
 from shapelatent.evaluate.output import check_out, write_evaluation
-from shapelatent.latent.decode import decode_codes
+from shapelatent.evaluate.reconstruction import (
+    decode_clouds,
+    pairwise_metrics,
+    ratio_to_nearest,
+    refined_reconstruction,
+    summary,
+)
 from shapelatent.latent.encode import codes_for_points
 from shapelatent.latent.generate import LatentGMM
 from shapelatent.latent.store import model_fingerprint
 from shapelatent.models.load import LoadedModel, load_model
-from shapelatent.ops.chamfer import chamfer_distance
 from shapelatent.viz.drawer import StripDrawer
 
 __all__ = ["evaluate_run", "run_evaluation"]
 
 logger = logging.getLogger(__name__)
 
-_CHUNK = 64  # clouds per decode / per-shape metric batch (and per progress update)
 IMPLICIT_GENERATION_RESOLUTION = 128  # MISE grid of the implicit generation row
 
 
@@ -74,10 +77,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
     return value
-
-
-def _summary(values: np.ndarray) -> dict[str, float]:
-    return {"mean": float(np.mean(values)), "median": float(np.median(values))}
 
 
 def _staged(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
@@ -105,76 +104,6 @@ def _unscale(metrics: dict[str, float], s: float) -> dict[str, float]:
     if "MMD-EMD" in out:
         out["MMD-EMD"] /= s
     return out
-
-
-def _decode(loaded: LoadedModel, codes: np.ndarray) -> np.ndarray:
-    """(N, Z) codes -> (N, P, 3) float32 clouds, decoded in chunks."""
-    parts = [decode_codes(loaded, codes[s : s + _CHUNK])[0] for s in range(0, len(codes), _CHUNK)]
-    return np.concatenate(parts).astype(np.float32)
-
-
-def _ratio_to_nearest(cd: np.ndarray, oracle: np.ndarray) -> dict[str, float]:
-    """Reconstruction Chamfer against the nearest-training-shape oracle: ratio of means, mean/median of ratios."""
-    per = np.asarray(cd, np.float64) / np.maximum(np.asarray(oracle, np.float64), 1e-12)
-    return {
-        "of_means": float(np.mean(cd) / max(float(np.mean(oracle)), 1e-12)),
-        "mean": float(per.mean()),
-        "median": float(np.median(per)),
-    }
-
-
-def _refined_reconstruction(
-    loaded: LoadedModel,
-    model_path: str | os.PathLike[str],
-    ev_pts: np.ndarray,
-    ev_codes: np.ndarray,
-    config: EvalConfig,
-    progress: Progress | None,
-) -> dict[str, Any]:
-    """The reconstruction row from test-time refined codes (:func:`shapelatent.latent.refine.refine_codes`).
-
-    Each evaluated shape's encoder code is refined for ``config.refine`` Adam steps towards the shape's own
-    points (the decoder frozen; DeepSDF-style inference), then decoded and scored like the model row.
-    """
-    from shapelatent.latent.refine import refine_codes
-
-    stage = f"refinement ({config.refine} steps)"
-    report = None if progress is None else _counter(progress, stage, len(ev_pts))
-    model = loaded.model.to(config.device)
-    try:
-        res = refine_codes(
-            model,
-            ev_pts,
-            ev_codes,
-            config.refine,
-            lr=config.refine_lr,
-            backend=config.chamfer_backend,
-            progress=report,
-            model_name=str(model_path),
-        )
-    finally:
-        loaded.model.to("cpu")
-    cd, emd = _pairwise_metrics(_decode(loaded, res.codes), ev_pts, config, "reconstruction: refined", progress)
-    return {
-        "cd": _summary(cd),
-        "emd": _summary(emd),
-        "steps": int(config.refine),
-        "lr": float(config.refine_lr),
-        "seconds_per_shape": float(res.seconds_per_shape),
-        "per_shape_cd": cd,
-    }
-
-
-def _counter(progress: Progress, stage: str, total: int) -> Callable[[int], None]:
-    """A ``progress(n more done)`` callback that reports the running count to ``progress`` under ``stage``."""
-    done = 0
-
-    def step(n: int) -> None:
-        nonlocal done
-        done += n
-        progress(stage, done, total)
-
-    return step
 
 
 def _implicit_generation(
@@ -218,27 +147,6 @@ def _implicit_generation(
         "sampling": "area_weighted" + (f", farthest-point from {oversample}" if oversample else ""),
         **_unscale(metrics, s),
     }
-
-
-def _pairwise_metrics(
-    x: np.ndarray, y: np.ndarray, config: EvalConfig, stage: str, progress: Progress | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pair Chamfer and EMD of (M, P, 3) x[i] against (M, P, 3) y[i]; (M,) float64 each."""
-    from shapelatent.metrics import emd
-
-    cds, emds = [], []
-    for start in range(0, len(x), _CHUNK):
-        a = torch.from_numpy(np.ascontiguousarray(x[start : start + _CHUNK], dtype=np.float32))
-        b = torch.from_numpy(np.ascontiguousarray(y[start : start + _CHUNK], dtype=np.float32))
-        with torch.no_grad():
-            res = chamfer_distance(
-                a.to(config.device), b.to(config.device), reduction="none", backend=config.chamfer_backend
-            )
-        cds.append(res.loss.double().cpu().numpy())
-        emds.append(np.asarray(emd(a, b, method=config.emd_method), dtype=np.float64))
-        if progress is not None:
-            progress(stage, min(start + _CHUNK, len(x)), len(x))
-    return np.concatenate(cds), np.concatenate(emds)
 
 
 def _select(ds: ShapeDataset, config: EvalConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -329,10 +237,10 @@ def evaluate_run(
     tr_codes = codes_all_arr[[pos[int(i)] for i in tr_idx]]  # (N, Z)
     lap("encode")
 
-    recon = _decode(loaded, ev_codes)
-    rec_cd, rec_emd = _pairwise_metrics(recon, ev_pts, config, "reconstruction", progress)
+    recon = decode_clouds(loaded, ev_codes)
+    rec_cd, rec_emd = pairwise_metrics(recon, ev_pts, config, "reconstruction", progress)
     lap("reconstruction")
-    refined = _refined_reconstruction(loaded, model_path, ev_pts, ev_codes, config, progress) if config.refine else None
+    refined = refined_reconstruction(loaded, model_path, ev_pts, ev_codes, config, progress) if config.refine else None
     if refined is not None:
         lap("refinement")
 
@@ -348,7 +256,7 @@ def evaluate_run(
         progress=_staged(progress, "mean training shape"),
     )
     mean_shape = np.broadcast_to(bary.points, ev_pts.shape)
-    mean_cd, mean_emd = _pairwise_metrics(mean_shape, ev_pts, config, "mean shape vs shapes", progress)
+    mean_cd, mean_emd = pairwise_metrics(mean_shape, ev_pts, config, "mean shape vs shapes", progress)
     lap("mean_shape")
 
     nearest = nearest_by_chamfer(
@@ -358,17 +266,17 @@ def evaluate_run(
         device=config.device,
         progress=_staged(progress, "nearest training shape"),
     )
-    near_cd, near_emd = _pairwise_metrics(tr_pts[nearest.indices], ev_pts, config, "nearest vs shapes", progress)
+    near_cd, near_emd = pairwise_metrics(tr_pts[nearest.indices], ev_pts, config, "nearest vs shapes", progress)
     lap("nearest_train")
-    ratios = {"model": _ratio_to_nearest(rec_cd, near_cd)}
+    ratios = {"model": ratio_to_nearest(rec_cd, near_cd)}
     if refined is not None:
-        ratios["refined"] = _ratio_to_nearest(refined["per_shape_cd"], near_cd)
+        ratios["refined"] = ratio_to_nearest(refined["per_shape_cd"], near_cd)
 
     n_samples = config.samples or len(ev_idx)
     components = min(config.gmm_components, len(tr_codes))
     gmm = LatentGMM(components, config.gmm_covariance, config.seed).fit(tr_codes)
     gen_codes = gmm.sample(n_samples)
-    gen_pts = _decode(loaded, gen_codes)
+    gen_pts = decode_clouds(loaded, gen_codes)
     gen_kwargs: dict[str, Any] = {
         "metrics": ("cd", "emd"),
         "normalize": config.normalize,
@@ -476,9 +384,9 @@ def evaluate_run(
             "config": asdict(config),
         },
         "reconstruction": {
-            "model": {"cd": _summary(rec_cd), "emd": _summary(rec_emd)},
-            "mean_shape": {"cd": _summary(mean_cd), "emd": _summary(mean_emd)},
-            "nearest_train": {"cd": _summary(near_cd), "emd": _summary(near_emd)},
+            "model": {"cd": summary(rec_cd), "emd": summary(rec_emd)},
+            "mean_shape": {"cd": summary(mean_cd), "emd": summary(mean_emd)},
+            "nearest_train": {"cd": summary(near_cd), "emd": summary(near_emd)},
             **({"refined": {k: v for k, v in refined.items() if k != "per_shape_cd"}} if refined else {}),
             "ratio_to_nearest": ratios,
             "ratio_definition": "Chamfer of the reconstruction over Chamfer of the nearest training shape (the "
