@@ -176,6 +176,7 @@ def slider(model: str, store: str | None, refs: list[str], moves: int, seed: int
         "points_ms_max": float(1000 * np.max(pts)),
         "first_mesh_s_median": float(np.median(mesh)) if mesh else None,
         "first_mesh_s_max": float(np.max(mesh)) if mesh else None,
+        "full_mesh_s_per_move": [round(float(x), 3) for x in full],  # the first move also waits for the mesher's start
     }
 
 
