@@ -56,14 +56,21 @@ def shaded(shape: Shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _normalised(vertices: np.ndarray) -> np.ndarray:
+    """The vertices as drawn: as given when they already fill the unit sphere about the origin (radius 0.5-1.1,
+    the sphere the camera frames, :func:`viewers.camera.camera_distance`), else re-centred on their box and scaled
+    to radius 1.
+
+    Shapes of one normalised frame (a dataset's clouds, a model's decodes, an interpolation's steps) are drawn as
+    given, so they keep their relative size and place across panels even when their box is off-centre (e.g. a
+    step whose small part under the seat vanished); only shapes outside that frame are rescaled.
+    """
     radius = float(np.linalg.norm(vertices, axis=1).max())
-    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
-    offset = float(np.linalg.norm((lo + hi) / 2))
-    if 0.5 <= radius <= 1.02 and offset <= 0.15:
+    if 0.5 <= radius <= 1.1:
         return vertices
+    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
     centred = vertices - (lo + hi) / 2
     scale = float(np.linalg.norm(centred, axis=1).max()) or 1.0
-    logger.debug("shape (radius %.3g, off-centre %.3g) re-centred and scaled to the unit sphere", radius, offset)
+    logger.debug("shape (radius %.3g) re-centred and scaled to the unit sphere", radius)
     return centred / scale
 
 

@@ -74,6 +74,17 @@ def test_unnormalised_shape_is_normalised() -> None:
     assert np.abs(a.astype(int) - b.astype(int)).mean() < 3
 
 
+def test_shapes_of_the_unit_frame_keep_their_size_and_place() -> None:
+    """An interpolation step whose box is off-centre (a part vanished) is not rescaled: no jump between panels."""
+    from viewers.shapes import prepare
+
+    rng = np.random.default_rng(1)
+    full = rng.uniform(-0.5, 0.5, size=(400, 3)) * [0.8, 1.6, 0.8]  # radius < 1, box centred
+    top = full[full[:, 1] > 0.1]  # its lower part gone: box centre moves up by ~0.3
+    for pts in (full, top):
+        np.testing.assert_array_equal(prepare(pts, 0, "auto").vertices, pts)
+
+
 def test_render_views_writes_titled_sheet(tmp_path: Path) -> None:
     items = [_box(), (np.asarray(_box().vertices), np.asarray(_box().faces)), _sphere_points()]
     out = R.render_views(items, tmp_path / "sheet.png", titles=["a", "b", "c"], ncols=2, size=SIZE)
