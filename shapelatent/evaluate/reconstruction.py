@@ -43,8 +43,8 @@ def pairwise_metrics(
 
     cds, emds = [], []
     for start in range(0, len(x), CHUNK):
-        a = torch.from_numpy(np.ascontiguousarray(x[start : start + CHUNK], dtype=np.float32))
-        b = torch.from_numpy(np.ascontiguousarray(y[start : start + CHUNK], dtype=np.float32))
+        a = torch.from_numpy(np.require(x[start : start + CHUNK], np.float32, ["C", "W"]))
+        b = torch.from_numpy(np.require(y[start : start + CHUNK], np.float32, ["C", "W"]))
         with torch.no_grad():
             res = chamfer_distance(
                 a.to(config.device), b.to(config.device), reduction="none", backend=config.chamfer_backend

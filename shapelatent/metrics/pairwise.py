@@ -107,8 +107,8 @@ def pairwise_chamfer(
     arr_a = _as_set(a, "a")
     arr_b = arr_a if symmetric else _as_set(b, "b")
     dtype = np.float64 if arr_a.dtype == np.float64 and arr_b.dtype == np.float64 else np.float32
-    ta = torch.from_numpy(np.ascontiguousarray(arr_a, dtype=dtype)).to(device)
-    tb = ta if symmetric else torch.from_numpy(np.ascontiguousarray(arr_b, dtype=dtype)).to(device)
+    ta = torch.from_numpy(np.require(arr_a, dtype, ["C", "W"])).to(device)  # "W": a read-only memmap is copied
+    tb = ta if symmetric else torch.from_numpy(np.require(arr_b, dtype, ["C", "W"])).to(device)
     rows, cols = _pairs(len(arr_a), len(arr_b), symmetric)
     out = np.zeros((len(arr_a), len(arr_b)))
     total = len(rows)

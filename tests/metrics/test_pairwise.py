@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -26,6 +28,16 @@ def test_pairwise_chamfer_matches_double_loop(backend):
     got = pairwise_chamfer(a, b, batch_size=5, backend=backend)
     assert got.shape == (3, 4) and got.dtype == np.float64
     np.testing.assert_allclose(got, oracle, rtol=1e-5)
+
+
+def test_pairwise_chamfer_of_a_read_only_memmap_copies_it_silently(tmp_path):
+    # a dataset's points.npy opens read-only; torch warns on non-writable arrays, and a run must print no warning
+    np.save(tmp_path / "a.npy", _set(3, 16, 0))
+    a = np.load(tmp_path / "a.npy", mmap_mode="r")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = pairwise_chamfer(a, a[:2])
+    np.testing.assert_allclose(got, [[_chamfer_oracle(x, y) for y in a[:2]] for x in a], rtol=1e-5)
 
 
 def test_pairwise_chamfer_within_one_set_and_torch_input():
