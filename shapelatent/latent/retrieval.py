@@ -265,9 +265,12 @@ class NeighborIndex:
             idx = exact_neighbours(self._t, self._t_sq, q, kk)
         else:
             idx = self._faiss_index.search(q, kk, ef_search=self.ef_search, nprobe=self.nprobe)
-        if excl is not None:
-            idx = _drop_excluded(idx, excl)
+        # exact distances and the (distance, index) order first, then the excluded entry goes: dropping the
+        # K+1-th candidate of the search order instead could drop one of two tied items (duplicated codes
+        # whose fast-formula distances differ in the last bit) and keep the higher index
         dist, idx = exact_distances(self._raw, self._x, q, idx, self.metric)
+        if excl is not None:
+            idx, dist = _drop_excluded(idx, excl, dist)
         found = (idx >= 0).all(axis=1)
         if not found.all():
             logger.warning(
@@ -281,8 +284,9 @@ class NeighborIndex:
         return SearchResult(idx, dist)
 
 
-def _drop_excluded(idx: np.ndarray, excl: np.ndarray) -> np.ndarray:
-    """Remove each row's excluded index (or, when absent, its last entry): (M, K+1) -> (M, K)."""
+def _drop_excluded(idx: np.ndarray, excl: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each row's excluded index (or, when absent, its last entry) from ``idx`` and ``dist``: (M, K+1) ->
+    (M, K) each; rows sorted nearest first stay sorted."""
     hit = idx == excl[:, None]  # (M, K+1)
     hit &= excl[:, None] >= 0
     none = ~hit.any(axis=1)
@@ -290,7 +294,8 @@ def _drop_excluded(idx: np.ndarray, excl: np.ndarray) -> np.ndarray:
     first = np.argmax(hit, axis=1)  # one entry to drop per row
     keep = np.ones_like(hit)
     keep[np.arange(len(idx)), first] = False
-    return idx[keep].reshape(len(idx), idx.shape[1] - 1)
+    shape = (len(idx), idx.shape[1] - 1)
+    return idx[keep].reshape(shape), dist[keep].reshape(shape)
 
 
 def search(

@@ -100,6 +100,23 @@ def test_ties_break_by_index_across_blocks(block_bytes, monkeypatch):
         np.testing.assert_allclose(res.distances, want_d, rtol=1e-6)
 
 
+def test_a_tie_the_search_order_broke_the_wrong_way_still_goes_to_the_lower_index(data, monkeypatch):
+    # duplicated codes tie exactly, but the search's fast ||q||^2 - 2 q.x + ||x||^2 can order them by the last bit
+    # (GEMM blocking); simulate it: the K+1 candidates come back with the duplicate pair swapped at the end
+    codes, _ = data
+    dup = np.concatenate([codes[:50], codes[:5]])  # 54 duplicates 4
+    want_i, want_d = oracle(dup, dup[[10]], 5, "euclidean")
+    assert 4 in want_i[0] and 54 not in want_i[0]  # the pair sits at the K-th place for this query
+    six, _ = oracle(dup, dup[[10]], 6, "euclidean")
+    assert list(six[0, 4:]) == [4, 54]
+    swapped = six[:, [0, 1, 2, 3, 5, 4]]
+    index = NeighborIndex(dup)
+    monkeypatch.setattr(sys.modules["shapelatent.latent.retrieval"], "exact_neighbours", lambda *a: swapped)
+    res = index.search(dup[[10]], 5, exclude=[-1])
+    np.testing.assert_array_equal(res.indices, want_i)
+    np.testing.assert_allclose(res.distances, want_d, rtol=1e-6)
+
+
 def test_exclude_self_and_exclude(data):
     codes, _ = data
     dup = np.concatenate([codes[:50], codes[:5]])  # items 50..54 duplicate 0..4
