@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -138,7 +139,7 @@ def _generation(run: Path, view: Path, seed: int) -> dict[str, float]:
     """l-GMM samples and a training subset against the held-out fold: 1-NNA and COV (scale-free), cached."""
     from shapelatent.evaluate.reconstruction import decode_clouds
     from shapelatent.latent.generate import LatentGMM
-    from shapelatent.metrics import generation_metrics
+    from shapelatent.metrics import generation_metrics, jsd_notes_to_log
 
     cache = run / "generation.json"
     if cache.exists():
@@ -153,8 +154,9 @@ def _generation(run: Path, view: Path, seed: int) -> dict[str, float]:
     # JSD's grid spans the sphere of radius 0.5 (as `evaluate` does): unit-sphere clouds are halved; 1-NNA, COV
     # do not change under a global scale
     s = 0.5 if ((ds.info.get("sampling") or {}).get("normalization") or {}).get("scale") == "unit_sphere" else 1.0
-    model = generation_metrics(gen * s, pts[test] * s, metrics=("cd", "emd"))
-    ref = generation_metrics(pts[tr][subset] * s, pts[test] * s, metrics=("cd", "emd"))
+    with jsd_notes_to_log(logging.getLogger("levers")):
+        model = generation_metrics(gen * s, pts[test] * s, metrics=("cd", "emd"))
+        ref = generation_metrics(pts[tr][subset] * s, pts[test] * s, metrics=("cd", "emd"))
     row = {
         "gen_1nna_emd": model["1-NNA-EMD"],
         "gen_1nna_cd": model["1-NNA-CD"],

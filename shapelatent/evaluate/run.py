@@ -21,12 +21,10 @@ Protocol, on the evaluated shapes (a split, optionally restricted to some classe
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -108,26 +106,6 @@ def _unscale(metrics: dict[str, float], s: float) -> dict[str, float]:
     return out
 
 
-@contextlib.contextmanager
-def _jsd_outside_logged() -> Iterator[None]:
-    """JSD's notes on points outside its grid go to the log (info), not the warnings stream.
-
-    Generated clouds (decoded points, or samples of the head's meshes) can reach a little past the radius-0.5
-    sphere that JSD's occupancy grid spans even when every real shape is inside; ``jsd`` then warns, as
-    latent_3d_points' ``entropy_of_occupancy_grid`` does, and counts those points in the border cells, as the
-    reference does. In ``evaluate`` that is expected of a generative model, not a fault of the run. Other warnings
-    are re-issued unchanged.
-    """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for w in caught:
-        if str(w.message).startswith("JSD:"):
-            logger.info("%s", w.message)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-
-
 def _implicit_generation(
     loaded: LoadedModel,
     codes: np.ndarray,
@@ -144,7 +122,7 @@ def _implicit_generation(
     ``resolution`` and ``sampling``; None when every code came out empty.
     """
     from shapelatent.evaluate.meshes import implicit_surface_samples
-    from shapelatent.metrics import generation_metrics
+    from shapelatent.metrics import generation_metrics, jsd_notes_to_log
 
     oversample = (ds.info.get("sampling") or {}).get("oversample")
     clouds, empty = implicit_surface_samples(
@@ -159,7 +137,7 @@ def _implicit_generation(
     if len(clouds) == 0:
         logger.info("implicit generation: every l-GMM code gave an empty level set; the row is left out")
         return None
-    with _jsd_outside_logged():
+    with jsd_notes_to_log(logger):
         metrics = generation_metrics(
             clouds * s, ev_pts * s, progress=_staged(progress, "generation: implicit samples"), **gen_kwargs
         )
@@ -224,7 +202,7 @@ def evaluate_run(
     """
     config = config or EvalConfig()
     config.validate()
-    from shapelatent.metrics import generation_metrics
+    from shapelatent.metrics import generation_metrics, jsd_notes_to_log
 
     timing: dict[str, float] = {}
     clock = time.perf_counter()
@@ -310,7 +288,7 @@ def evaluate_run(
     s = _generation_scale(ds, config.normalize)
     rng = np.random.default_rng(config.seed)
     subset = np.sort(rng.choice(len(tr_pts), min(n_samples, len(tr_pts)), replace=False))
-    with _jsd_outside_logged():
+    with jsd_notes_to_log(logger):
         gen_metrics = _unscale(
             generation_metrics(gen_pts * s, ev_pts * s, progress=_staged(progress, "generation: l-GMM"), **gen_kwargs),
             s,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
@@ -247,3 +248,20 @@ def test_generation_metrics_errors():
         generation_metrics(x, np.zeros((2, 9, 3)))
     with pytest.raises(ValueError, match=r"gen must be a set of clouds \(N, P, 3\)"):
         generation_metrics(x[0], x)
+
+
+def test_jsd_notes_go_to_the_log_and_other_warnings_stay(caplog):
+    from shapelatent.metrics import jsd_notes_to_log
+
+    rng = np.random.default_rng(0)
+    inside = rng.uniform(-0.2, 0.2, (3, 64, 3))
+    outside = inside * 3.0  # reaches past the radius-0.5 sphere
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a JSD warning escaping the block would raise here
+        with caplog.at_level(logging.INFO, logger="t"), jsd_notes_to_log(logging.getLogger("t")):
+            value = jsd(outside, inside)
+    assert 0.0 <= value <= 1.0
+    assert any(r.getMessage().startswith("JSD: the generated clouds") for r in caplog.records)
+    with pytest.warns(RuntimeWarning, match="unrelated"):
+        with jsd_notes_to_log(logging.getLogger("t")):
+            warnings.warn("unrelated", RuntimeWarning, stacklevel=1)
