@@ -56,7 +56,7 @@ from shapelatent.evaluate.baselines import nearest_by_chamfer
 from shapelatent.evaluate.folds import fold_split_codes
 from shapelatent.io.atomic import atomic_write_json
 from shapelatent.latent.encode import codes_for_points
-from shapelatent.models.load import load_model
+from shapelatent.models.load import LoadedModel, load_model
 from shapelatent.models.pointnet import ModelConfig
 from shapelatent.train.config import RunConfig, TrainConfig
 from shapelatent.train.loop import evaluate_chamfer, train
@@ -137,28 +137,48 @@ def _geometry(view: Path, dist: np.ndarray) -> dict[str, float]:
     return {"p_at_5": _p_at_5(dist[np.ix_(test, tr)], classes[test], classes[tr]), "knn": _knn(dist, view)}
 
 
-def _generation(run: Path, view: Path, seed: int) -> dict[str, float]:
-    """l-GMM samples and a training subset against the held-out fold: 1-NNA and COV (scale-free), cached."""
-    from shapelatent.evaluate.reconstruction import decode_clouds
-    from shapelatent.latent.generate import LatentGMM
-    from shapelatent.metrics import generation_metrics, jsd_notes_to_log
+def _gmm_samples(
+    run: Path, view: Path, seed: int
+) -> tuple[ShapeDataset, np.ndarray, np.ndarray, LoadedModel, np.ndarray]:
+    """The fold's dataset, its (N, P, 3) points, training indices, the loaded run, and (M, Z) l-GMM codes.
 
-    cache = run / "generation.json"
-    if cache.exists():
-        return json.loads(cache.read_text(encoding="utf-8"))
+    32 full-covariance components fitted on the fold's training codes (Achlioptas et al. 2018), as many samples as
+    test shapes; the same codes for every seed-equal call, so decoded and meshed rows score the same samples.
+    """
+    from shapelatent.latent.generate import LatentGMM
+
     ds = ShapeDataset(view)
     test, tr = ds.indices("test"), ds.indices("train")
     pts = np.asarray(ds.points, dtype=np.float32)
     loaded = load_model(run)
     tr_codes = codes_for_points(loaded.model, pts[tr])
-    gen = decode_clouds(loaded, LatentGMM(min(32, len(tr)), "full", seed).fit(tr_codes).sample(len(test)))
-    subset = np.sort(np.random.default_rng(seed).choice(len(tr), len(test), replace=False))
-    # JSD's grid spans the sphere of radius 0.5 (as `evaluate` does): unit-sphere clouds are halved; 1-NNA, COV
-    # do not change under a global scale
+    return ds, pts, tr, loaded, LatentGMM(min(32, len(tr)), "full", seed).fit(tr_codes).sample(len(test))
+
+
+def _against_test(ds: ShapeDataset, clouds: np.ndarray, pts: np.ndarray) -> dict[str, float]:
+    """Generation metrics (CD and EMD) of ``clouds`` against the fold's test shapes; JSD's notes to the log.
+
+    JSD's grid spans the sphere of radius 0.5 (as ``evaluate`` does): unit-sphere clouds are halved; 1-NNA and
+    COV do not change under a global scale.
+    """
+    from shapelatent.metrics import generation_metrics, jsd_notes_to_log
+
     s = 0.5 if ((ds.info.get("sampling") or {}).get("normalization") or {}).get("scale") == "unit_sphere" else 1.0
     with jsd_notes_to_log(logging.getLogger("levers")):
-        model = generation_metrics(gen * s, pts[test] * s, metrics=("cd", "emd"))
-        ref = generation_metrics(pts[tr][subset] * s, pts[test] * s, metrics=("cd", "emd"))
+        return generation_metrics(clouds * s, pts[ds.indices("test")] * s, metrics=("cd", "emd"))
+
+
+def _generation(run: Path, view: Path, seed: int) -> dict[str, float]:
+    """l-GMM samples and a training subset against the held-out fold: 1-NNA and COV (scale-free), cached."""
+    from shapelatent.evaluate.reconstruction import decode_clouds
+
+    cache = run / "generation.json"
+    if cache.exists():
+        return json.loads(cache.read_text(encoding="utf-8"))
+    ds, pts, tr, loaded, codes = _gmm_samples(run, view, seed)
+    subset = np.sort(np.random.default_rng(seed).choice(len(tr), len(codes), replace=False))
+    model = _against_test(ds, decode_clouds(loaded, codes), pts)
+    ref = _against_test(ds, pts[tr][subset], pts)
     row = {
         "gen_1nna_emd": model["1-NNA-EMD"],
         "gen_1nna_cd": model["1-NNA-CD"],
@@ -184,19 +204,12 @@ def _generation_meshed(run: Path, view: Path, seed: int) -> dict[str, float]:
     from shapelatent.data.sampling import sample_surface
     from shapelatent.errors import MeshingError
     from shapelatent.latent.decode import decode_codes
-    from shapelatent.latent.generate import LatentGMM
     from shapelatent.meshing.reconstruct import MeshingConfig, reconstruct_mesh
-    from shapelatent.metrics import generation_metrics, jsd_notes_to_log
 
     cache = run / "generation_poisson.json"
     if cache.exists():
         return json.loads(cache.read_text(encoding="utf-8"))
-    ds = ShapeDataset(view)
-    test, tr = ds.indices("test"), ds.indices("train")
-    pts = np.asarray(ds.points, dtype=np.float32)
-    loaded = load_model(run)
-    tr_codes = codes_for_points(loaded.model, pts[tr])
-    codes = LatentGMM(min(32, len(tr)), "full", seed).fit(tr_codes).sample(len(test))  # as _generation's
+    ds, pts, _, loaded, codes = _gmm_samples(run, view, seed)
     oversample = (ds.info.get("sampling") or {}).get("oversample")
     clouds, failed = [], 0
     for k in range(len(codes)):
@@ -208,9 +221,7 @@ def _generation_meshed(run: Path, view: Path, seed: int) -> dict[str, float]:
             continue
         mesh = trimesh.Trimesh(m.vertices, m.faces, process=False)
         clouds.append(sample_surface(mesh, ds.num_points, seed=seed + k, oversample=oversample).points)
-    s = 0.5 if ((ds.info.get("sampling") or {}).get("normalization") or {}).get("scale") == "unit_sphere" else 1.0
-    with jsd_notes_to_log(logging.getLogger("levers")):
-        got = generation_metrics(np.stack(clouds) * s, pts[test] * s, metrics=("cd", "emd"))
+    got = _against_test(ds, np.stack(clouds), pts)
     row = {
         "gen_poisson_1nna_emd": got["1-NNA-EMD"],
         "gen_poisson_1nna_cd": got["1-NNA-CD"],
