@@ -161,9 +161,10 @@ def _against_test(ds: ShapeDataset, clouds: np.ndarray, pts: np.ndarray) -> dict
     JSD's grid spans the sphere of radius 0.5 (as ``evaluate`` does): unit-sphere clouds are halved; 1-NNA and
     COV do not change under a global scale.
     """
+    from shapelatent.evaluate.run import generation_scale
     from shapelatent.metrics import generation_metrics, jsd_notes_to_log
 
-    s = 0.5 if ((ds.info.get("sampling") or {}).get("normalization") or {}).get("scale") == "unit_sphere" else 1.0
+    s = generation_scale(ds, "none")
     with jsd_notes_to_log(logging.getLogger("levers")):
         return generation_metrics(clouds * s, pts[ds.indices("test")] * s, metrics=("cd", "emd"))
 

@@ -86,7 +86,7 @@ def _staged(progress: Progress | None, stage: str) -> Callable[[int, int], None]
     return lambda done, total: progress(stage, done, total)
 
 
-def _generation_scale(ds: ShapeDataset, normalize: str) -> float:
+def generation_scale(ds: ShapeDataset, normalize: str) -> float:
     """Global scale of both sets before the generation metrics with ``normalize="none"``.
 
     JSD's occupancy grid spans the sphere of radius 0.5 (latent_3d_points' "unit sphere" has diameter 1);
@@ -285,7 +285,7 @@ def evaluate_run(
         "backend": config.chamfer_backend,
         "device": config.device,
     }
-    s = _generation_scale(ds, config.normalize)
+    s = generation_scale(ds, config.normalize)
     rng = np.random.default_rng(config.seed)
     subset = np.sort(rng.choice(len(tr_pts), min(n_samples, len(tr_pts)), replace=False))
     with jsd_notes_to_log(logger):
