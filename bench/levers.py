@@ -198,31 +198,21 @@ def _generation_meshed(run: Path, view: Path, seed: int) -> dict[str, float]:
     """The same l-GMM samples as :func:`_generation`, each decoded cloud meshed (Poisson, the mesher the product
     uses for a point decoder) and sampled uniformly by area as the dataset sampled its meshes; 1-NNA and COV
     against the held-out fold, cached. This is how generators that output meshes are compared on point-cloud
-    metrics (the decoded points themselves bunch, which EMD punishes; ``evaluate`` does the same through an
-    occupancy head)."""
-    import trimesh
-
-    from shapelatent.data.sampling import sample_surface
-    from shapelatent.errors import MeshingError
+    metrics (the decoded points themselves bunch, which EMD punishes). The same function makes ``evaluate``'s
+    "meshed by Poisson" row (:func:`shapelatent.evaluate.meshes.poisson_surface_samples`)."""
+    from shapelatent.evaluate.meshes import poisson_surface_samples
     from shapelatent.latent.decode import decode_codes
-    from shapelatent.meshing.reconstruct import MeshingConfig, reconstruct_mesh
 
     cache = run / "generation_poisson.json"
     if cache.exists():
         return json.loads(cache.read_text(encoding="utf-8"))
     ds, pts, _, loaded, codes = _gmm_samples(run, view, seed)
     oversample = (ds.info.get("sampling") or {}).get("oversample")
-    clouds, failed = [], 0
-    for k in range(len(codes)):
-        p, n = decode_codes(loaded, codes[k : k + 1])
-        try:
-            m = reconstruct_mesh(p[0], None if n is None else n[0], MeshingConfig(method="poisson"), seed=seed + k)
-        except MeshingError:
-            failed += 1
-            continue
-        mesh = trimesh.Trimesh(m.vertices, m.faces, process=False)
-        clouds.append(sample_surface(mesh, ds.num_points, seed=seed + k, oversample=oversample).points)
-    got = _against_test(ds, np.stack(clouds), pts)
+    clouds, left_out = poisson_surface_samples(
+        *decode_codes(loaded, codes), ds.num_points, oversample=oversample, seed=seed
+    )
+    failed = len(left_out)
+    got = _against_test(ds, clouds, pts)
     row = {
         "gen_poisson_1nna_emd": got["1-NNA-EMD"],
         "gen_poisson_1nna_cd": got["1-NNA-CD"],

@@ -106,6 +106,28 @@ def _unscale(metrics: dict[str, float], s: float) -> dict[str, float]:
     return out
 
 
+def _surface_row(
+    clouds: np.ndarray,
+    left_out: list[int],
+    ev_pts: np.ndarray,
+    s: float,
+    gen_kwargs: dict[str, Any],
+    progress: Progress | None,
+    stage: str,
+) -> dict[str, Any]:
+    """Generation metrics of clouds sampled from meshes, with ``n`` (clouds scored) and ``left_out``."""
+    from shapelatent.metrics import generation_metrics, jsd_notes_to_log
+
+    with jsd_notes_to_log(logger):
+        metrics = generation_metrics(clouds * s, ev_pts * s, progress=_staged(progress, stage), **gen_kwargs)
+    return {"n": len(clouds), "left_out": len(left_out), **_unscale(metrics, s)}
+
+
+def _sampling_note(ds: ShapeDataset) -> str:
+    oversample = (ds.info.get("sampling") or {}).get("oversample")
+    return "area_weighted" + (f", farthest-point from {oversample}" if oversample else "")
+
+
 def _implicit_generation(
     loaded: LoadedModel,
     codes: np.ndarray,
@@ -122,14 +144,12 @@ def _implicit_generation(
     ``resolution`` and ``sampling``; None when every code came out empty.
     """
     from shapelatent.evaluate.meshes import implicit_surface_samples
-    from shapelatent.metrics import generation_metrics, jsd_notes_to_log
 
-    oversample = (ds.info.get("sampling") or {}).get("oversample")
     clouds, empty = implicit_surface_samples(
         loaded.model,
         codes,
         ds.num_points,
-        oversample=oversample,
+        oversample=(ds.info.get("sampling") or {}).get("oversample"),
         resolution=IMPLICIT_GENERATION_RESOLUTION,
         seed=config.seed,
         progress=_staged(progress, "generation: implicit meshes"),
@@ -137,16 +157,54 @@ def _implicit_generation(
     if len(clouds) == 0:
         logger.info("implicit generation: every l-GMM code gave an empty level set; the row is left out")
         return None
-    with jsd_notes_to_log(logger):
-        metrics = generation_metrics(
-            clouds * s, ev_pts * s, progress=_staged(progress, "generation: implicit samples"), **gen_kwargs
-        )
+    row = _surface_row(clouds, empty, ev_pts, s, gen_kwargs, progress, "generation: implicit samples")
     return {
-        "n": len(clouds),
-        "empty": len(empty),
+        "n": row.pop("n"),
+        "empty": row.pop("left_out"),
         "resolution": IMPLICIT_GENERATION_RESOLUTION,
-        "sampling": "area_weighted" + (f", farthest-point from {oversample}" if oversample else ""),
-        **_unscale(metrics, s),
+        "sampling": _sampling_note(ds),
+        **row,
+    }
+
+
+def _meshed_generation(
+    loaded: LoadedModel,
+    codes: np.ndarray,
+    ev_pts: np.ndarray,
+    ds: ShapeDataset,
+    config: EvalConfig,
+    s: float,
+    gen_kwargs: dict[str, Any],
+    progress: Progress | None,
+) -> dict[str, Any] | None:
+    """The same l-GMM codes decoded to points, meshed by Poisson (as ``sample --mesher poisson`` delivers them),
+    then P area-weighted surface samples (:func:`shapelatent.evaluate.meshes.poisson_surface_samples`).
+
+    Returns the generation metrics with ``n`` (clouds scored), ``failed`` (clouds Poisson could not mesh, left
+    out) and ``sampling``; None when none could be meshed.
+    """
+    from shapelatent.evaluate.meshes import poisson_surface_samples
+    from shapelatent.latent.decode import decode_codes
+
+    pts, nrm = decode_codes(loaded, codes)
+    clouds, failed = poisson_surface_samples(
+        pts,
+        nrm,
+        ds.num_points,
+        oversample=(ds.info.get("sampling") or {}).get("oversample"),
+        seed=config.seed,
+        progress=_staged(progress, "generation: Poisson meshes"),
+    )
+    if len(clouds) == 0:
+        logger.info("meshed generation: Poisson meshed none of the decoded l-GMM samples; the row is left out")
+        return None
+    row = _surface_row(clouds, failed, ev_pts, s, gen_kwargs, progress, "generation: meshed samples")
+    return {
+        "n": row.pop("n"),
+        "failed": row.pop("left_out"),
+        "mesher": "poisson",
+        "sampling": _sampling_note(ds),
+        **row,
     }
 
 
@@ -307,6 +365,10 @@ def evaluate_run(
     if config.implicit_generation and loaded.model.has_implicit:
         gen_implicit = _implicit_generation(loaded, gen_codes, ev_pts, ds, config, s, gen_kwargs, progress)
         lap("generation_implicit")
+    gen_meshed = None
+    if config.meshed_generation:
+        gen_meshed = _meshed_generation(loaded, gen_codes, ev_pts, ds, config, s, gen_kwargs, progress)
+        lap("generation_meshed")
 
     if progress is not None:
         progress("latent metrics", 0, 1)
@@ -415,6 +477,7 @@ def evaluate_run(
             "l_gmm": gen_metrics,
             "train_vs_ref": {"n": len(subset), **train_metrics},
             **({"l_gmm_implicit": gen_implicit} if gen_implicit is not None else {}),
+            **({"l_gmm_meshed": gen_meshed} if gen_meshed is not None else {}),
         },
         "latent": latent,
         **({"meshes": meshes} if meshes is not None else {}),
