@@ -22,12 +22,21 @@ def render_cmd(
     size: Annotated[int, typer.Option(help="Panel size in pixels (square).")] = 320,
     ncols: Annotated[int | None, typer.Option(help="Panels per row (default: one row, up to 6).")] = None,
     fps: Annotated[float, typer.Option(help="GIF frames per second.")] = 6.0,
+    renderer: Annotated[
+        str,
+        typer.Option(
+            help="auto | legacy | offscreen. auto: Open3D's OpenGL window where it can start (fast), else Filament's "
+            "offscreen renderer (logged); a renderer named here is never replaced by the other."
+        ),
+    ] = "auto",
 ) -> None:
     """Render shapes with a fixed camera and lighting into a contact sheet (and optionally a GIF)."""
     from viewers.render import render_folder, render_images, save_gif, save_sheet
 
     if len(inputs) == 1 and inputs[0].is_dir():
-        result = render_folder(inputs[0], out=out, gif=gif, size=(size, size), ncols=ncols, mode=mode, fps=fps)
+        result = render_folder(
+            inputs[0], out=out, gif=gif, size=(size, size), ncols=ncols, mode=mode, fps=fps, renderer=renderer
+        )
         emit(f"rendered {result.mode} of [bold]{inputs[0]}[/] to [bold]{result.sheet}[/]")
         if result.gif is not None:
             emit(f"animation: [bold]{result.gif}[/]")
@@ -35,7 +44,7 @@ def render_cmd(
     folders = [p for p in inputs if p.is_dir()]
     if folders:
         raise ValueError(f"{folders[0]}: give one interpolation folder on its own, or only files")
-    images = render_images(inputs, size=(size, size), mode=mode)
+    images = render_images(inputs, size=(size, size), mode=mode, renderer=renderer)
     save_sheet(images, out, titles=[p.stem for p in inputs], ncols=ncols)
     emit(f"rendered {len(inputs)} shapes to [bold]{out}[/]")
     if gif is not None:

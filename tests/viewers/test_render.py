@@ -172,6 +172,53 @@ def test_cli_render_folder_and_files(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "nope.ply" in res.output
     res = runner.invoke(app, ["render", str(folder), "--out", str(tmp_path / "x.png"), "--mode", "wire"])
     assert res.exit_code == 2 and "mode must be one of" in res.output
+    res = runner.invoke(app, ["render", *files, "--out", str(tmp_path / "x.png"), "--renderer", "vulkan"])
+    assert res.exit_code == 2 and "renderer must be one of" in res.output
+
+
+def test_cli_render_passes_the_renderer_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--renderer`` reaches both paths (files and an interpolation folder); a named renderer that cannot start is
+    an error naming the packages, never the other backend."""
+    from shapelatent.cli.render import register
+
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def main() -> None:
+        pass
+
+    seen: list[str] = []
+
+    def fake_images(items, *, size, mode, renderer):
+        seen.append(renderer)
+        return [np.full((size[1], size[0], 3), 255, np.uint8) for _ in items]
+
+    def fake_folder(folder, **kw):
+        seen.append(kw["renderer"])
+        return R.FolderRenders(Path(kw["out"]), None, "points")
+
+    monkeypatch.setattr(R, "render_images", fake_images)
+    monkeypatch.setattr(R, "render_folder", fake_folder)
+    folder = _interpolation_folder(tmp_path / "interp", meshes=False)
+    runner = CliRunner()
+    res = runner.invoke(app, ["render", str(folder / "step_00.ply"), "--out", str(tmp_path / "a.png")])
+    assert res.exit_code == 0, res.output
+    for name in ("offscreen", "legacy"):
+        res = runner.invoke(
+            app, ["render", str(folder / "step_00.ply"), "--out", str(tmp_path / "b.png"), "--renderer", name]
+        )
+        assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["render", str(folder), "--out", str(tmp_path / "c.png"), "--renderer", "offscreen"])
+    assert res.exit_code == 0, res.output
+    assert seen == ["auto", "offscreen", "legacy", "offscreen"]
+    monkeypatch.undo()
+    monkeypatch.setattr(backends, "legacy_available", lambda: (False, "install `apt-get install libegl1 libgl1`"))
+    res = runner.invoke(
+        app, ["render", str(folder / "step_00.ply"), "--out", str(tmp_path / "d.png"), "--renderer", "legacy"]
+    )
+    assert res.exit_code != 0 and "libegl1 libgl1" in res.output
+    assert not (tmp_path / "d.png").exists()
 
 
 def test_errors(tmp_path: Path) -> None:
