@@ -161,7 +161,7 @@ def _against_test(ds: ShapeDataset, clouds: np.ndarray, pts: np.ndarray) -> dict
     JSD's grid spans the sphere of radius 0.5 (as ``evaluate`` does): unit-sphere clouds are halved; 1-NNA and
     COV do not change under a global scale.
     """
-    from shapelatent.evaluate.run import generation_scale
+    from shapelatent.evaluate.generation import generation_scale
     from shapelatent.metrics import generation_metrics, jsd_notes_to_log
 
     s = generation_scale(ds, "none")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,13 @@ from shapelatent.evaluate.config import (
     check_dataset_matches,
     default_out,
 )
+from shapelatent.evaluate.generation import (
+    generation_scale,
+    implicit_generation,
+    meshed_generation,
+    staged,
+    unscale,
+)
 from shapelatent.evaluate.latent import class_precision, interpolation_consistency, linear_svm, sample_titles
 from shapelatent.evaluate.output import check_out, write_evaluation
 from shapelatent.evaluate.reconstruction import (
@@ -56,14 +62,12 @@ from shapelatent.evaluate.reconstruction import (
 from shapelatent.latent.encode import codes_for_points
 from shapelatent.latent.generate import LatentGMM
 from shapelatent.latent.store import model_fingerprint
-from shapelatent.models.load import LoadedModel, load_model
+from shapelatent.models.load import load_model
 from shapelatent.viz.drawer import StripDrawer
 
 __all__ = ["evaluate_run", "run_evaluation"]
 
 logger = logging.getLogger(__name__)
-
-IMPLICIT_GENERATION_RESOLUTION = 128  # MISE grid of the implicit generation row
 
 
 def _finite(value: Any) -> Any:
@@ -77,135 +81,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
     return value
-
-
-def _staged(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
-    """A ``(done, total)`` callback that reports to ``progress`` under ``stage``."""
-    if progress is None:
-        return None
-    return lambda done, total: progress(stage, done, total)
-
-
-def generation_scale(ds: ShapeDataset, normalize: str) -> float:
-    """Global scale of both sets before the generation metrics with ``normalize="none"``.
-
-    JSD's occupancy grid spans the sphere of radius 0.5 (latent_3d_points' "unit sphere" has diameter 1);
-    clouds normalised to ``unit_sphere`` (radius 1) are halved for it. ``unit_diagonal`` clouds already fit.
-    """
-    scale = ((ds.info.get("sampling") or {}).get("normalization") or {}).get("scale")
-    return 0.5 if normalize == "none" and scale == "unit_sphere" else 1.0
-
-
-def _unscale(metrics: dict[str, float], s: float) -> dict[str, float]:
-    """MMD back in the dataset's units (CD is squared: / s^2; EMD: / s); COV, 1-NNA and JSD do not scale."""
-    out = dict(metrics)
-    if "MMD-CD" in out:
-        out["MMD-CD"] /= s * s
-    if "MMD-EMD" in out:
-        out["MMD-EMD"] /= s
-    return out
-
-
-def _surface_row(
-    clouds: np.ndarray,
-    left_out: list[int],
-    ev_pts: np.ndarray,
-    s: float,
-    gen_kwargs: dict[str, Any],
-    progress: Progress | None,
-    stage: str,
-) -> dict[str, Any]:
-    """Generation metrics of clouds sampled from meshes, with ``n`` (clouds scored) and ``left_out``."""
-    from shapelatent.metrics import generation_metrics, jsd_notes_to_log
-
-    with jsd_notes_to_log(logger):
-        metrics = generation_metrics(clouds * s, ev_pts * s, progress=_staged(progress, stage), **gen_kwargs)
-    return {"n": len(clouds), "left_out": len(left_out), **_unscale(metrics, s)}
-
-
-def _sampling_note(ds: ShapeDataset) -> str:
-    oversample = (ds.info.get("sampling") or {}).get("oversample")
-    return "area_weighted" + (f", farthest-point from {oversample}" if oversample else "")
-
-
-def _implicit_generation(
-    loaded: LoadedModel,
-    codes: np.ndarray,
-    ev_pts: np.ndarray,
-    ds: ShapeDataset,
-    config: EvalConfig,
-    s: float,
-    gen_kwargs: dict[str, Any],
-    progress: Progress | None,
-) -> dict[str, Any] | None:
-    """The same l-GMM codes through the occupancy head: implicit mesh, then P area-weighted surface samples.
-
-    Returns the generation metrics with ``n`` (clouds scored), ``empty`` (codes without a surface, left out),
-    ``resolution`` and ``sampling``; None when every code came out empty.
-    """
-    from shapelatent.evaluate.meshes import implicit_surface_samples
-
-    clouds, empty = implicit_surface_samples(
-        loaded.model,
-        codes,
-        ds.num_points,
-        oversample=(ds.info.get("sampling") or {}).get("oversample"),
-        resolution=IMPLICIT_GENERATION_RESOLUTION,
-        seed=config.seed,
-        progress=_staged(progress, "generation: implicit meshes"),
-    )
-    if len(clouds) == 0:
-        logger.info("implicit generation: every l-GMM code gave an empty level set; the row is left out")
-        return None
-    row = _surface_row(clouds, empty, ev_pts, s, gen_kwargs, progress, "generation: implicit samples")
-    return {
-        "n": row.pop("n"),
-        "empty": row.pop("left_out"),
-        "resolution": IMPLICIT_GENERATION_RESOLUTION,
-        "sampling": _sampling_note(ds),
-        **row,
-    }
-
-
-def _meshed_generation(
-    loaded: LoadedModel,
-    codes: np.ndarray,
-    ev_pts: np.ndarray,
-    ds: ShapeDataset,
-    config: EvalConfig,
-    s: float,
-    gen_kwargs: dict[str, Any],
-    progress: Progress | None,
-) -> dict[str, Any] | None:
-    """The same l-GMM codes decoded to points, meshed by Poisson (as ``sample --mesher poisson`` delivers them),
-    then P area-weighted surface samples (:func:`shapelatent.evaluate.meshes.poisson_surface_samples`).
-
-    Returns the generation metrics with ``n`` (clouds scored), ``failed`` (clouds Poisson could not mesh, left
-    out) and ``sampling``; None when none could be meshed.
-    """
-    from shapelatent.evaluate.meshes import poisson_surface_samples
-    from shapelatent.latent.decode import decode_codes
-
-    pts, nrm = decode_codes(loaded, codes)
-    clouds, failed = poisson_surface_samples(
-        pts,
-        nrm,
-        ds.num_points,
-        oversample=(ds.info.get("sampling") or {}).get("oversample"),
-        seed=config.seed,
-        progress=_staged(progress, "generation: Poisson meshes"),
-    )
-    if len(clouds) == 0:
-        logger.info("meshed generation: Poisson meshed none of the decoded l-GMM samples; the row is left out")
-        return None
-    row = _surface_row(clouds, failed, ev_pts, s, gen_kwargs, progress, "generation: meshed samples")
-    return {
-        "n": row.pop("n"),
-        "failed": row.pop("left_out"),
-        "mesher": "poisson",
-        "sampling": _sampling_note(ds),
-        **row,
-    }
 
 
 def _select(ds: ShapeDataset, config: EvalConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -312,7 +187,7 @@ def evaluate_run(
         seed=config.seed,
         backend=config.chamfer_backend,
         device=config.device,
-        progress=_staged(progress, "mean training shape"),
+        progress=staged(progress, "mean training shape"),
     )
     mean_shape = np.broadcast_to(bary.points, ev_pts.shape)
     mean_cd, mean_emd = pairwise_metrics(mean_shape, ev_pts, config, "mean shape vs shapes", progress)
@@ -323,7 +198,7 @@ def evaluate_run(
         tr_pts,
         backend=config.chamfer_backend,
         device=config.device,
-        progress=_staged(progress, "nearest training shape"),
+        progress=staged(progress, "nearest training shape"),
     )
     near_cd, near_emd = pairwise_metrics(tr_pts[nearest.indices], ev_pts, config, "nearest vs shapes", progress)
     lap("nearest_train")
@@ -347,15 +222,15 @@ def evaluate_run(
     rng = np.random.default_rng(config.seed)
     subset = np.sort(rng.choice(len(tr_pts), min(n_samples, len(tr_pts)), replace=False))
     with jsd_notes_to_log(logger):
-        gen_metrics = _unscale(
-            generation_metrics(gen_pts * s, ev_pts * s, progress=_staged(progress, "generation: l-GMM"), **gen_kwargs),
+        gen_metrics = unscale(
+            generation_metrics(gen_pts * s, ev_pts * s, progress=staged(progress, "generation: l-GMM"), **gen_kwargs),
             s,
         )
-        train_metrics = _unscale(
+        train_metrics = unscale(
             generation_metrics(
                 tr_pts[subset] * s,
                 ev_pts * s,
-                progress=_staged(progress, "generation: train vs reference"),
+                progress=staged(progress, "generation: train vs reference"),
                 **gen_kwargs,
             ),
             s,
@@ -363,11 +238,11 @@ def evaluate_run(
     lap("generation")
     gen_implicit = None
     if config.implicit_generation and loaded.model.has_implicit:
-        gen_implicit = _implicit_generation(loaded, gen_codes, ev_pts, ds, config, s, gen_kwargs, progress)
+        gen_implicit = implicit_generation(loaded, gen_codes, ev_pts, ds, config, s, gen_kwargs, progress)
         lap("generation_implicit")
     gen_meshed = None
     if config.meshed_generation:
-        gen_meshed = _meshed_generation(loaded, gen_codes, ev_pts, ds, config, s, gen_kwargs, progress)
+        gen_meshed = meshed_generation(loaded, gen_codes, ev_pts, ds, config, s, gen_kwargs, progress)
         lap("generation_meshed")
 
     if progress is not None:
@@ -404,7 +279,7 @@ def evaluate_run(
             pick,
             archives=config.archives,
             seed=config.seed,
-            progress=_staged(progress, "meshes"),
+            progress=staged(progress, "meshes"),
         )
         meshes = {
             "n_shapes": len(pick),

@@ -166,7 +166,7 @@ def test_evaluate_scores_the_l_gmm_codes_through_the_head(head_run, shapes_data,
 
     run, _ = head_run
     fast = {"barycenter_steps": 10, "interpolation_pairs": 2, "interpolation_steps": 3, "mesh_shapes": 0}
-    with caplog.at_level(logging.INFO, logger="shapelatent.evaluate.run"):
+    with caplog.at_level(logging.INFO, logger="shapelatent.evaluate"):
         result = evaluate_run(run, shapes_data, EvalConfig(**fast)).result
     # the head's meshes reach past JSD's radius-0.5 grid here: a note in the log, not a warning of the run
     assert not [w for w in recwarn if "JSD" in str(w.message)]
