@@ -82,6 +82,13 @@ LEVERS: dict[str, tuple[dict, dict, bool]] = {
     "baseline 3.4x epochs": ({}, {"epochs_x": 3.4}, False),
     # the shipped furniture model's recipe (other data, cosine, mirror; no rotation), at the comparison's budget
     "+other +cosine +mirror": ({}, {"lr_schedule": "cosine", "augment_mirror": True}, True),
+    # the same with the shipped model's joint occupancy head (cbn; Chamfer + 0.01 BCE): needs --archive (occupancy
+    # samples of both datasets) and about 3x the training time; with --generation its l-GMM codes go through the head
+    "+other +cosine +mirror +joint head": (
+        {"implicit": {"kind": "cbn"}},
+        {"lr_schedule": "cosine", "augment_mirror": True},
+        True,
+    ),
 }
 
 
@@ -229,21 +236,22 @@ def _generation_meshed(run: Path, view: Path, seed: int) -> dict[str, float]:
     return row
 
 
-def _occupancy_view(src: Path, base: Path, out: Path, codes: np.ndarray, record: dict, archives: list[Path]) -> Path:
-    """The fold's view of ``base`` with occupancy samples linked in.
+def _occupancy_view(
+    src: Path, base: Path, out: Path, codes: np.ndarray, record: dict, archives: list[Path], whole: Path
+) -> Path:
+    """The view ``out`` of ``base`` (split ``codes``) with occupancy samples linked in.
 
-    The samples are built once for every shape, on a view of the full dataset ``src`` (``out.parent.parent /
-    "occupancy"``): recovering each source mesh's normalisation needs all the stored points, and the occupancy of a
-    shape does not depend on how many of its points a model reads.
+    The samples are built once for every shape, on a view ``whole`` of the full dataset ``src``: recovering each
+    source mesh's normalisation needs all the stored points, and the occupancy of a shape does not depend on how many
+    of its points a model reads.
     """
     from shapelatent.data.occupancy_build import add_occupancy
     from shapelatent.data.occupancy_format import FILES, META_FILE, has_occupancy
 
-    whole = out.parent.parent / "occupancy"
     write_split_view(src, whole, ShapeDataset(src).meta.split_codes, {"method": "as built"})
     if not has_occupancy(whole):
         if not archives:
-            raise SystemExit("--head-epochs needs --archive (the .sh3f libraries the dataset was built from)")
+            raise SystemExit("occupancy heads need --archive (the .sh3f libraries the datasets were built from)")
         add_occupancy(whole, archives=archives, force=True)
     view = write_split_view(base, out, codes, record)
     for name in (META_FILE, *FILES.values()):
@@ -374,7 +382,10 @@ def main(argv: list[str] | None = None) -> int:
         help="with --generation: also train an occupancy head per fold run "
         "for N epochs and score the l-GMM codes through it (0: off)",
     )
-    ap.add_argument("--archive", type=Path, action="append", default=[], help=".sh3f file or folder (--head-epochs)")
+    ap.add_argument(
+        "--archive", type=Path, action="append", default=[], help=".sh3f file or folder (--head-epochs, joint head)"
+    )
+    ap.add_argument("--device", default="cpu", help="training device: cpu, cuda or auto (the scores run on the CPU)")
     args = ap.parse_args(argv)
     levers = [x.strip() for x in args.levers.split(",") if x.strip()]
     unknown = [x for x in levers if x not in LEVERS]
@@ -418,15 +429,29 @@ def main(argv: list[str] | None = None) -> int:
             slug = lever.replace(" ", "_").replace("+", "p").replace(".", "")
             run = args.out / f"fold{f}" / slug
             data = view
+            joint = "implicit" in m_over
             if uses_other:
-                data = args.out / f"fold{f}" / "mixed"
+                data = args.out / f"fold{f}" / ("mixed_occ" if joint else "mixed")
                 if not (data / "dataset.json").exists():
-                    merge_datasets([view, other], data)
+                    if joint:
+                        occ = _occupancy_view(
+                            args.data, base, args.out / f"fold{f}" / "data_occ", fold_split_codes(folds, f, args.folds),
+                            {"method": "stratified folds", "k": args.folds, "fold": f, "seed": args.seed},
+                            args.archive, args.out / "occupancy",
+                        )  # fmt: skip
+                        o_codes = ShapeDataset(other).meta.split_codes
+                        o_occ = _occupancy_view(
+                            args.other, other, args.out / "other_train_occ", o_codes, {"method": "all train"},
+                            args.archive, args.out / "occupancy_other",
+                        )  # fmt: skip
+                        merge_datasets([occ, o_occ], data)
+                    else:
+                        merge_datasets([view, other], data)
             t_over = dict(t_over)
             epochs = round(args.epochs * t_over.pop("epochs_x", 1.0))
             cfg = RunConfig(
                 model=ModelConfig(num_points=args.points, predict_normals=True, **m_over),
-                train=TrainConfig(epochs=epochs, batch_size=50, lr=5e-4, seed=args.seed, device="cpu", **t_over),
+                train=TrainConfig(epochs=epochs, batch_size=50, lr=5e-4, seed=args.seed, device=args.device, **t_over),
             )
             if not (run / "model.safetensors").exists():
                 if args.no_train:
@@ -439,12 +464,15 @@ def main(argv: list[str] | None = None) -> int:
             if args.generation:
                 row.update(_generation(run, view, args.seed))
                 row.update(_generation_meshed(run, view, args.seed))
-                if args.head_epochs:
+                if joint:
+                    row.update(_generation_implicit(run, view, args.seed))
+                elif args.head_epochs:
                     codes = fold_split_codes(folds, f, args.folds)
                     record = {"method": "stratified folds", "k": args.folds, "fold": f, "seed": args.seed}
                     occ = _occupancy_view(
-                        args.data, base, args.out / f"fold{f}" / "data_occ", codes, record, args.archive
-                    )
+                        args.data, base, args.out / f"fold{f}" / "data_occ", codes, record, args.archive,
+                        args.out / "occupancy",
+                    )  # fmt: skip
                     head_run = _head(run, occ, args.head_epochs, args.seed)
                     row.update(_generation_implicit(head_run, view, args.seed))
             results[lever] = [r for r in results.get(lever, []) if r["fold"] != f] + [row]  # a rerun replaces its fold
