@@ -227,25 +227,15 @@ def implicit_surface_samples(
         clouds (N', P, 3) float32 in the model's normalised frame, and the indices of the codes whose level set
         was empty (no surface in the box), which are left out (N' = N - len(empty)).
     """
-    import trimesh
-
-    from shapelatent.data.sampling import sample_surface
-    from shapelatent.errors import MeshingError
-
-    clouds: list[np.ndarray] = []
-    empty: list[int] = []
-    for k, code in enumerate(np.asarray(codes, dtype=np.float32)):
-        try:
-            res = mesh_from_code(model, code, resolution=resolution)
-        except MeshingError:
-            empty.append(k)
-        else:
-            mesh = trimesh.Trimesh(res.vertices, res.faces, process=False)
-            clouds.append(sample_surface(mesh, num_points, seed=seed + k, oversample=oversample).points)
-        if progress is not None:
-            progress(k + 1, len(codes))
-    out = np.stack(clouds) if clouds else np.zeros((0, num_points, 3), dtype=np.float32)
-    return out, empty
+    codes = np.asarray(codes, dtype=np.float32)
+    return _area_samples(
+        len(codes),
+        lambda k: mesh_from_code(model, codes[k], resolution=resolution),
+        num_points,
+        oversample,
+        seed,
+        progress,
+    )
 
 
 def poisson_surface_samples(
@@ -278,23 +268,40 @@ def poisson_surface_samples(
         clouds (N', P, 3) float32, and the indices of the clouds Poisson could not mesh (degenerate clouds, an
         empty mesh), which are left out (N' = N - len(failed)).
     """
+    config = MeshingConfig(method="poisson")
+
+    def mesh(k: int) -> Any:
+        return reconstruct_mesh(points[k], None if normals is None else normals[k], config, seed=seed + k)
+
+    return _area_samples(len(points), mesh, num_points, oversample, seed, progress)
+
+
+def _area_samples(
+    n: int,
+    mesh: Callable[[int], Any],
+    num_points: int,
+    oversample: int | None,
+    seed: int,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[np.ndarray, list[int]]:
+    """(N', P, 3) float32 clouds sampled by area from ``mesh(k)`` (anything with ``vertices`` and ``faces``) for k <
+    ``n``, cloud k with ``seed + k``; and the k whose ``mesh(k)`` raised :class:`MeshingError` (left out)."""
     import trimesh
 
     from shapelatent.data.sampling import sample_surface
     from shapelatent.errors import MeshingError
 
-    config = MeshingConfig(method="poisson")
     clouds: list[np.ndarray] = []
-    failed: list[int] = []
-    for k in range(len(points)):
+    left_out: list[int] = []
+    for k in range(n):
         try:
-            res = reconstruct_mesh(points[k], None if normals is None else normals[k], config, seed=seed + k)
+            res = mesh(k)
         except MeshingError:
-            failed.append(k)
+            left_out.append(k)
         else:
-            mesh = trimesh.Trimesh(res.vertices, res.faces, process=False)
-            clouds.append(sample_surface(mesh, num_points, seed=seed + k, oversample=oversample).points)
+            surface = trimesh.Trimesh(res.vertices, res.faces, process=False)
+            clouds.append(sample_surface(surface, num_points, seed=seed + k, oversample=oversample).points)
         if progress is not None:
-            progress(k + 1, len(points))
+            progress(k + 1, n)
     out = np.stack(clouds) if clouds else np.zeros((0, num_points, 3), dtype=np.float32)
-    return out, failed
+    return out, left_out
