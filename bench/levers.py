@@ -414,12 +414,15 @@ def main(argv: list[str] | None = None) -> int:
     geometry: list[dict] = []
     dist = _all_chamfer(base, args.out)
     for f in run_folds:
-        view = write_split_view(
-            base,
-            args.out / f"fold{f}" / "data",
-            fold_split_codes(folds, f, args.folds),
-            {"method": "stratified folds", "k": args.folds, "fold": f, "seed": args.seed},
-        )
+        codes_f = fold_split_codes(folds, f, args.folds)
+        record_f = {"method": "stratified folds", "k": args.folds, "fold": f, "seed": args.seed}
+        view = write_split_view(base, args.out / f"fold{f}" / "data", codes_f, record_f)
+
+        def occ_view(codes: np.ndarray = codes_f, record: dict = record_f, fold: int = f) -> Path:
+            """The fold's view with the occupancy samples of its shapes (for the occupancy heads)."""
+            where = args.out / f"fold{fold}" / "data_occ"
+            return _occupancy_view(args.data, base, where, codes, record, args.archive, args.out / "occupancy")
+
         geometry.append({"fold": f, **_geometry(view, dist)})
         for lever in levers:
             m_over, t_over, uses_other = LEVERS[lever]
@@ -434,17 +437,12 @@ def main(argv: list[str] | None = None) -> int:
                 data = args.out / f"fold{f}" / ("mixed_occ" if joint else "mixed")
                 if not (data / "dataset.json").exists():
                     if joint:
-                        occ = _occupancy_view(
-                            args.data, base, args.out / f"fold{f}" / "data_occ", fold_split_codes(folds, f, args.folds),
-                            {"method": "stratified folds", "k": args.folds, "fold": f, "seed": args.seed},
-                            args.archive, args.out / "occupancy",
-                        )  # fmt: skip
                         o_codes = ShapeDataset(other).meta.split_codes
                         o_occ = _occupancy_view(
                             args.other, other, args.out / "other_train_occ", o_codes, {"method": "all train"},
                             args.archive, args.out / "occupancy_other",
                         )  # fmt: skip
-                        merge_datasets([occ, o_occ], data)
+                        merge_datasets([occ_view(), o_occ], data)
                     else:
                         merge_datasets([view, other], data)
             t_over = dict(t_over)
@@ -467,13 +465,7 @@ def main(argv: list[str] | None = None) -> int:
                 if joint:
                     row.update(_generation_implicit(run, view, args.seed))
                 elif args.head_epochs:
-                    codes = fold_split_codes(folds, f, args.folds)
-                    record = {"method": "stratified folds", "k": args.folds, "fold": f, "seed": args.seed}
-                    occ = _occupancy_view(
-                        args.data, base, args.out / f"fold{f}" / "data_occ", codes, record, args.archive,
-                        args.out / "occupancy",
-                    )  # fmt: skip
-                    head_run = _head(run, occ, args.head_epochs, args.seed)
+                    head_run = _head(run, occ_view(), args.head_epochs, args.seed)
                     row.update(_generation_implicit(head_run, view, args.seed))
             results[lever] = [r for r in results.get(lever, []) if r["fold"] != f] + [row]  # a rerun replaces its fold
             print(f"fold {f} {lever}: {row}", file=sys.stderr)
