@@ -59,25 +59,24 @@ def unscale(metrics: dict[str, float], s: float) -> dict[str, float]:
     return out
 
 
-def _surface_row(
-    clouds: np.ndarray,
-    left_out: list[int],
-    ev_pts: np.ndarray,
-    s: float,
-    gen_kwargs: dict[str, Any],
-    progress: Progress | None,
-    stage: str,
-) -> dict[str, Any]:
-    """Generation metrics of clouds sampled from meshes, with ``n`` (clouds scored) and ``left_out``."""
+def _surface_metrics(
+    clouds: np.ndarray, ev_pts: np.ndarray, s: float, gen_kwargs: dict[str, Any], progress: Progress | None, stage: str
+) -> dict[str, float]:
+    """Generation metrics of clouds sampled from meshes (MMD back in the dataset's units)."""
     from shapelatent.metrics import generation_metrics, jsd_notes_to_log
 
     with jsd_notes_to_log(logger):
         metrics = generation_metrics(clouds * s, ev_pts * s, progress=staged(progress, stage), **gen_kwargs)
-    return {"n": len(clouds), "left_out": len(left_out), **unscale(metrics, s)}
+    return unscale(metrics, s)
+
+
+def _oversample(ds: ShapeDataset) -> int | None:
+    """The dataset's farthest-point ``oversample`` (None: plain area sampling)."""
+    return (ds.info.get("sampling") or {}).get("oversample")
 
 
 def _sampling_note(ds: ShapeDataset) -> str:
-    oversample = (ds.info.get("sampling") or {}).get("oversample")
+    oversample = _oversample(ds)
     return "area_weighted" + (f", farthest-point from {oversample}" if oversample else "")
 
 
@@ -102,7 +101,7 @@ def implicit_generation(
         loaded.model,
         codes,
         ds.num_points,
-        oversample=(ds.info.get("sampling") or {}).get("oversample"),
+        oversample=_oversample(ds),
         resolution=IMPLICIT_GENERATION_RESOLUTION,
         seed=config.seed,
         progress=staged(progress, "generation: implicit meshes"),
@@ -110,13 +109,12 @@ def implicit_generation(
     if len(clouds) == 0:
         logger.info("implicit generation: every l-GMM code gave an empty level set; the row is left out")
         return None
-    row = _surface_row(clouds, empty, ev_pts, s, gen_kwargs, progress, "generation: implicit samples")
     return {
-        "n": row.pop("n"),
-        "empty": row.pop("left_out"),
+        "n": len(clouds),
+        "empty": len(empty),
         "resolution": IMPLICIT_GENERATION_RESOLUTION,
         "sampling": _sampling_note(ds),
-        **row,
+        **_surface_metrics(clouds, ev_pts, s, gen_kwargs, progress, "generation: implicit samples"),
     }
 
 
@@ -144,18 +142,17 @@ def meshed_generation(
         pts,
         nrm,
         ds.num_points,
-        oversample=(ds.info.get("sampling") or {}).get("oversample"),
+        oversample=_oversample(ds),
         seed=config.seed,
         progress=staged(progress, "generation: Poisson meshes"),
     )
     if len(clouds) == 0:
         logger.info("meshed generation: Poisson meshed none of the decoded l-GMM samples; the row is left out")
         return None
-    row = _surface_row(clouds, failed, ev_pts, s, gen_kwargs, progress, "generation: meshed samples")
     return {
-        "n": row.pop("n"),
-        "failed": row.pop("left_out"),
+        "n": len(clouds),
+        "failed": len(failed),
         "mesher": "poisson",
         "sampling": _sampling_note(ds),
-        **row,
+        **_surface_metrics(clouds, ev_pts, s, gen_kwargs, progress, "generation: meshed samples"),
     }
