@@ -71,10 +71,14 @@ def main(
     warnings.filterwarnings("ignore", message="The TBB threading layer requires TBB version", category=Warning)
 
 
-def _run_config(config: Path | None, overrides: dict[str, dict[str, Any]]):
+def _run_config(config: Path | None, overrides: dict[str, dict[str, Any]], init_from: str | None = None):
     from shapelatent.train.config import RunConfig, load_config
 
     base = load_config(config) if config else RunConfig()
+    if init_from is not None and config is None:  # fine-tuning: the source's architecture unless options change it
+        from shapelatent.models.load import load_model
+
+        base = RunConfig(model=load_model(init_from).model.config, train=base.train)
     return base.with_overrides(model=overrides["model"], train=overrides["train"])
 
 
@@ -93,7 +97,7 @@ def _stored_epochs(out: Path) -> int | None:
         return None  # train() reports a missing or foreign checkpoint with its own message
 
 
-def _train_with_progress(data: Path, out: Path, cfg, resume: bool, force: bool):
+def _train_with_progress(data: Path, out: Path, cfg, resume: bool, force: bool, init_from: str | None = None):
     from shapelatent.train.loop import train
 
     total = None if resume else cfg.train.epochs
@@ -113,7 +117,9 @@ def _train_with_progress(data: Path, out: Path, cfg, resume: bool, force: bool):
                 + f"({row['shapes_per_s']:.0f} shapes/s)",
             )
 
-        return train(data, out, cfg, resume=resume, force=force, on_step=on_step, on_epoch=on_epoch)
+        return train(
+            data, out, cfg, resume=resume, force=force, on_step=on_step, on_epoch=on_epoch, init_from=init_from
+        )
 
 
 def _range_option(name: str, text: str | None) -> tuple[float, float] | None:
@@ -231,6 +237,13 @@ def train_cmd(
         int | None,
         typer.Option(help="With --implicit: each query also reads its K nearest decoded points (default 0: off)."),
     ] = None,
+    init_from: Annotated[
+        str | None,
+        typer.Option(
+            help="Start from this model's weights (a run folder, checkpoint or shipped model name: fine-tuning) with "
+            "a fresh optimiser and this run's lr, schedule, epochs and loss terms; the architecture is the source's."
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoints/last.safetensors.")] = False,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
@@ -244,6 +257,11 @@ def train_cmd(
     if implicit_local is not None and implicit is None:
         raise typer.BadParameter(
             "needs --implicit KIND (the head whose queries read the decoded points)", param_hint="--implicit-local"
+        )
+    if init_from is not None and resume:
+        raise typer.BadParameter(
+            "a resumed run continues from its own checkpoint (which records its source); drop --init-from",
+            param_hint="--init-from",
         )
     data_dir = _training_data(data, out, weights, resume, force)
     if resume and epochs is None and config is None:
@@ -276,6 +294,7 @@ def train_cmd(
                 "implicit_weight": implicit_weight,
             },
         },
+        init_from,
     )
     from shapelatent.train.distributed import is_main_process
 
@@ -283,9 +302,9 @@ def train_cmd(
         from shapelatent.train.loop import train
 
         logging.getLogger().setLevel(logging.WARNING)
-        train(data_dir, out, cfg, resume=resume, force=force)
+        train(data_dir, out, cfg, resume=resume, force=force, init_from=init_from)
         return
-    result = _train_with_progress(data_dir, out, cfg, resume, force)
+    result = _train_with_progress(data_dir, out, cfg, resume, force, init_from)
     emit_result(
         {"run_dir": result.run_dir, "files": _run_files(result), "summary": result.summary},
         as_json,

@@ -180,6 +180,7 @@ def train(
     on_step: StepCallback | None = None,
     on_epoch: StepCallback | None = None,
     stop_after_epochs: int | None = None,
+    init_from: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     """Train the autoencoder on a dataset's train split, validating on its val split each epoch.
 
@@ -197,10 +198,14 @@ def train(
         on_step: called after each step with ``{"epoch", "step", "steps", "loss"}`` (progress bars).
         on_epoch: called after each epoch with that epoch's metrics.
         stop_after_epochs: stop (as if interrupted) after this many epochs of this call; for tests.
+        init_from: start a new run from this model's weights (a run folder, checkpoint or shipped model name;
+            see :mod:`shapelatent.train.finetune`): fresh optimiser and schedule; ``config=None`` takes its model
+            config. A resumed run continues from its own checkpoint, so not with ``resume``.
 
     Raises:
         OutputExistsError: ``out_dir`` holds a run and neither ``resume`` nor ``force`` was given.
-        CheckpointError: ``resume`` without a checkpoint, or a checkpoint of a different model.
+        CheckpointError: ``resume`` without a checkpoint, or a checkpoint of a different model; ``init_from``
+            not loadable or of another architecture.
         ValueError: a bad config, or a global batch not divisible by the number of processes.
     """
     from dataclasses import replace
@@ -210,6 +215,11 @@ def train(
     ckpt_path = run / "checkpoints" / "last.safetensors"
     start_epoch = 0
     ckpt = None
+    if resume and init_from is not None:
+        raise ValueError(
+            f"{run}: init_from starts a new run from another model's weights and resume continues this run's own "
+            "checkpoint; drop one of them."
+        )
     if resume:
         if not ckpt_path.exists():
             raise CheckpointError(f"{ckpt_path}: nothing to resume from; start a new run without --resume.")
@@ -224,6 +234,12 @@ def train(
             f"{run}: already holds a run; pass --resume to continue it or --force to start over, "
             "or choose another --out."
         )
+    init = None
+    if init_from is not None:
+        from shapelatent.train.finetune import initial_weights
+
+        init_state, config, init_record = initial_weights(init_from, config, ds)
+        init = (init_state, init_record)
     config = config or RunConfig()
     if config.model.num_points != ds.num_points:
         config = RunConfig(model=replace(config.model, num_points=ds.num_points), train=config.train)
@@ -244,12 +260,12 @@ def train(
     amp_dtype = resolve_amp_dtype(tc.amp, tc.amp_dtype, device)
     ctx = init_distributed(device)
     try:
-        return _fit(ds, run, config, ckpt, start_epoch, ctx, amp_dtype, on_step, on_epoch, stop_after_epochs)
+        return _fit(ds, run, config, ckpt, start_epoch, ctx, amp_dtype, on_step, on_epoch, stop_after_epochs, init)
     finally:
         ctx.close()
 
 
-def _fit(ds, run, config, ckpt, start_epoch, ctx, amp_dtype, on_step, on_epoch, stop_after_epochs) -> TrainResult:
+def _fit(ds, run, config, ckpt, start_epoch, ctx, amp_dtype, on_step, on_epoch, stop_after_epochs, init) -> TrainResult:
     tc, device = config.train, ctx.device
     train_idx, val_idx = ds.indices("train"), ds.indices("val")
     ckpt_path = run / "checkpoints" / "last.safetensors"
@@ -260,6 +276,8 @@ def _fit(ds, run, config, ckpt, start_epoch, ctx, amp_dtype, on_step, on_epoch, 
             model.load_state_dict(ckpt.model_state)
         except RuntimeError as exc:
             raise CheckpointError(f"{ckpt_path}: weights do not match the model config ({exc}).") from exc
+    elif init is not None:
+        model.load_state_dict(init[0])  # fine-tuning: the source's weights (shapelatent.train.finetune)
     net = wrap_model(model, ctx, tc.sync_bn)  # DDP wrapper (or model itself); checkpoints hold `model`
     if tc.weight_decay > 0:
         optimizer: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
@@ -277,6 +295,10 @@ def _fit(ds, run, config, ckpt, start_epoch, ctx, amp_dtype, on_step, on_epoch, 
             {k: e.get(k) for k in ("path", "num_shapes", "weight")} for e in ds.info["merged_from"]
         ]
     full_config = {"run": config.to_dict(), "data": data_info}
+    if init is not None:
+        full_config["init_from"] = init[1]
+    elif ckpt is not None and ckpt.config.get("init_from"):
+        full_config["init_from"] = ckpt.config["init_from"]  # a resumed fine-tuning run keeps its record
     history = _read_history(run / "metrics.jsonl", start_epoch) if ckpt is not None else []
     ctx.barrier()  # every rank has read the old run folder before rank 0 writes to it
     if ctx.is_main:
@@ -284,7 +306,7 @@ def _fit(ds, run, config, ckpt, start_epoch, ctx, amp_dtype, on_step, on_epoch, 
         atomic_write_json(run / "config.json", full_config)
         atomic_write_json(run / "provenance.json", provenance(full_config, tc.seed))
     best = min((h["val_chamfer"] for h in history if h.get("val_chamfer") is not None), default=math.inf)
-    ckpt_meta = {"run": config.to_dict(), "data": full_config["data"]}
+    ckpt_meta = {k: v for k, v in full_config.items() if k in ("run", "data", "init_from")}
     aug = {
         "rotate": tc.augment_rotate,
         "scale": tc.augment_scale,
