@@ -63,6 +63,7 @@ from shapelatent.latent.encode import codes_for_points
 from shapelatent.latent.generate import LatentGMM
 from shapelatent.latent.store import model_fingerprint
 from shapelatent.models.load import load_model
+from shapelatent.pretrained import resolve_model_path
 from shapelatent.viz.drawer import StripDrawer
 
 __all__ = ["evaluate_run", "run_evaluation"]
@@ -319,7 +320,7 @@ def evaluate_run(
             "emd_method": config.emd_method,
             "seed": config.seed,
             "model": {
-                "path": str(Path(model_path).resolve()),
+                "path": str(resolve_model_path(model_path).resolve()),  # a shipped name: its folder
                 "fingerprint": model_fingerprint(loaded.model),
                 "latent_dim": int(loaded.model.config.latent_dim),
             },

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from shapelatent.data.format import ShapeDataset
 from shapelatent.errors import CheckpointError, DatasetFormatError
+from shapelatent.pretrained import resolve_model_path
 from shapelatent.train.config import RunConfig
 
 __all__ = ["initial_weights"]
@@ -72,7 +72,7 @@ def initial_weights(
                 "rebuild the dataset with the source's settings (`shapelatent data build`) to fine-tune it."
             )
     record = {
-        "path": str(Path(init_from).resolve()) if Path(init_from).exists() else str(init_from),
+        "path": str(resolve_model_path(init_from).resolve()),  # a shipped name: its folder
         "model_config": asdict(src),
         "data": (loaded.config.get("data") or {}).get("path"),
     }

@@ -103,3 +103,16 @@ def test_cli_init_from_takes_the_source_architecture(data, source, tmp_path):
     assert bad.exit_code == 2 and "drop --init-from" in " ".join(bad.stderr.split())
     wrong = runner.invoke(app, [str(a) for a in [*args, "--latent-dim", 4, "--out", tmp_path / "w"]])
     assert wrong.exit_code == 2 and "latent_dim 8 (this run: 4)" in " ".join(wrong.stderr.split())
+
+
+def test_a_shipped_model_by_name_is_a_source(tmp_path):
+    from shapelatent.data.format import ShapeDataset
+    from shapelatent.pretrained import pretrained_dir
+    from shapelatent.train.finetune import initial_weights
+
+    build_procedural(tmp_path / "d", 4, sampling=SamplingConfig(num_points=2048), seed=0, workers=1)
+    state, cfg, rec = initial_weights("furniture", None, ShapeDataset(tmp_path / "d"))
+    assert rec["path"] == str(pretrained_dir("furniture").resolve())  # its folder, not ./furniture
+    assert cfg.model.implicit is not None and cfg.model.num_points == 2048
+    src = load_model("furniture").model.state_dict()
+    assert state.keys() == src.keys() and all(torch.equal(state[k], src[k]) for k in src)
