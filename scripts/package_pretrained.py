@@ -43,6 +43,11 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="Logit at which the head's surface is extracted (calibrated on validation shapes; default 0)",
     )
+    ap.add_argument(
+        "--init-source",
+        default="the previously shipped model of this name",
+        help="For a run fine-tuned with --init-from: how to name its source in the shipped config",
+    )
     args = ap.parse_args(argv)
 
     from safetensors.torch import save_file
@@ -56,6 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     data_info = json.loads((args.data / "dataset.json").read_text(encoding="utf-8"))
     config.setdefault("data", {})["path"] = f"{args.source} (built with `shapelatent data build sweethome3d`)"
     config["data"]["num_shapes"] = data_info.get("num_shapes")
+    if config.get("init_from"):  # a fine-tuned run: name its source, not a local path
+        config["init_from"]["path"] = args.init_source
+        config["init_from"]["data"] = config["data"]["path"]
     if args.auto_mesher is not None:
         config["auto_mesher"] = args.auto_mesher
     if args.implicit_threshold is not None:
