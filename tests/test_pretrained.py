@@ -142,3 +142,20 @@ def test_the_head_extracts_at_the_models_level(furniture, real_mesh_paths):
         logits = model.occupancy(torch.as_tensor(code)[None], torch.as_tensor(res.vertices)[None])[0].numpy()
     # the vertices lie on the level set f = 1.25 (linear interpolation along grid edges): near it, not near 0
     assert abs(float(np.median(logits)) - 1.25) < 0.3, np.median(logits)
+
+
+def test_evaluate_records_the_shipped_folder_not_the_bare_name(tmp_path):
+    from shapelatent.data.build import SamplingConfig
+    from shapelatent.data.sources.procedural import build_procedural
+    from shapelatent.evaluate import EvalConfig, evaluate_run
+    from shapelatent.pretrained import pretrained_dir
+
+    data = tmp_path / "d"
+    split = {"train": 0.5, "val": 0.0, "test": 0.5}
+    build_procedural(data, 8, sampling=SamplingConfig(num_points=2048), seed=0, split_fractions=split, workers=1)
+    cfg = EvalConfig(
+        gmm_components=2, barycenter_steps=2, interpolation_pairs=0, mesh_shapes=0, num_sample_pictures=2,
+        implicit_generation=False, meshed_generation=False,
+    )  # fmt: skip
+    res = evaluate_run("furniture", data, cfg).result
+    assert res["protocol"]["model"]["path"] == str(pretrained_dir("furniture").resolve())
