@@ -10,11 +10,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from shapelatent.data.format import SPLITS, ShapeDataset
-from shapelatent.errors import DatasetFormatError
-from shapelatent.latent.encode import model_sampling
+from shapelatent.data.format import SPLITS
+from shapelatent.latent.encode import check_dataset_matches
 from shapelatent.latent.refine import DEFAULT_LR
-from shapelatent.models.load import LoadedModel
 
 __all__ = [
     "CHAMFER_DEFINITION",
@@ -141,26 +139,3 @@ def default_out(model_path: str | os.PathLike[str]) -> Path:
         return p / "eval"
     run = p.parent.parent if p.parent.name == "checkpoints" else p.parent
     return run / "eval"
-
-
-def check_dataset_matches(loaded: LoadedModel, ds: ShapeDataset, model_path: str | os.PathLike[str]) -> None:
-    """The dataset must be sampled as the model's training data was (same P, sampling method and normalisation).
-
-    Raises:
-        DatasetFormatError: naming both sides and the fix.
-    """
-    cfg = model_sampling(loaded).to_dict()
-    got = ds.info.get("sampling") or {}
-    checks = {
-        "points per shape (P)": (ds.num_points, cfg["num_points"]),
-        "sampling method": (got.get("method", cfg["method"]), cfg["method"]),
-        "normalisation": (got.get("normalization"), cfg["normalization"]),
-    }
-    bad = {k: v for k, v in checks.items() if v[0] != v[1]}
-    if bad:
-        what = "; ".join(f"{k}: dataset {v[0]!r}, model {v[1]!r}" for k, v in bad.items())
-        raise DatasetFormatError(
-            f"{ds.root} does not match the model {model_path} ({what}). Evaluate on a dataset built with the "
-            f"model's sampling (`shapelatent data build ... --points {cfg['num_points']}` with the same "
-            "normalisation), e.g. the dataset it was trained on."
-        )

@@ -22,7 +22,14 @@ from shapelatent.models.pointnet import PointCloudAutoencoder
 from shapelatent.pretrained import resolve_model_path
 from shapelatent.provenance import provenance
 
-__all__ = ["EncodeInputs", "codes_for_points", "collect_inputs", "encode_to_store", "model_sampling"]
+__all__ = [
+    "EncodeInputs",
+    "check_dataset_matches",
+    "codes_for_points",
+    "collect_inputs",
+    "encode_to_store",
+    "model_sampling",
+]
 
 Progress = Callable[[int], None]
 
@@ -32,6 +39,34 @@ def model_sampling(loaded: LoadedModel) -> SamplingConfig:
     if not loaded.sampling:
         raise ShapelatentError("the checkpoint records no sampling/normalisation; it was not trained by shapelatent.")
     return SamplingConfig.from_dict(loaded.sampling)
+
+
+def check_dataset_matches(
+    loaded: LoadedModel, ds: ShapeDataset, model_path: str | os.PathLike[str], use: str = "Evaluate on"
+) -> None:
+    """The dataset must be sampled as the model's training data was (same P, sampling method and normalisation).
+
+    Args:
+        use: how the fix in the message starts (``"Evaluate on"``, ``"Fine-tune on"``).
+
+    Raises:
+        DatasetFormatError: naming both sides and the fix.
+    """
+    cfg = model_sampling(loaded).to_dict()
+    got = ds.info.get("sampling") or {}
+    checks = {
+        "points per shape (P)": (ds.num_points, cfg["num_points"]),
+        "sampling method": (got.get("method", cfg["method"]), cfg["method"]),
+        "normalisation": (got.get("normalization"), cfg["normalization"]),
+    }
+    bad = {k: v for k, v in checks.items() if v[0] != v[1]}
+    if bad:
+        what = "; ".join(f"{k}: dataset {v[0]!r}, model {v[1]!r}" for k, v in bad.items())
+        raise DatasetFormatError(
+            f"{ds.root} does not match the model {model_path} ({what}). {use} a dataset built with the "
+            f"model's sampling (`shapelatent data build ... --points {cfg['num_points']}` with the same "
+            "normalisation), e.g. the dataset it was trained on."
+        )
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from shapelatent.data.format import ShapeDataset
-from shapelatent.errors import CheckpointError, DatasetFormatError
+from shapelatent.errors import CheckpointError
 from shapelatent.pretrained import resolve_model_path
 from shapelatent.train.config import RunConfig
 
@@ -45,6 +45,7 @@ def initial_weights(
             (the message names the differing fields).
         DatasetFormatError: ``ds`` was sampled or normalised differently from the source's training data.
     """
+    from shapelatent.latent.encode import check_dataset_matches
     from shapelatent.models.load import load_model
 
     try:
@@ -64,17 +65,10 @@ def initial_weights(
             f"{init_from}: its model differs from this run's: {diff}. Fine-tuning keeps the architecture: pass the "
             "source's model options (or none: `shapelatent train --init-from` takes them from the source)."
         )
-    s_src, s_ds = loaded.sampling or {}, ds.info.get("sampling") or {}
-    for key in ("method", "normalization"):
-        if s_src.get(key) != s_ds.get(key):
-            raise DatasetFormatError(
-                f"{ds.root}: sampling {key} is {s_ds.get(key)!r} but {init_from} was trained on {s_src.get(key)!r}; "
-                "rebuild the dataset with the source's settings (`shapelatent data build`) to fine-tune it."
-            )
+    check_dataset_matches(loaded, ds, init_from, use="Fine-tune on")
     record = {
         "path": str(resolve_model_path(init_from).resolve()),  # a shipped name: its folder
         "model_config": asdict(src),
         "data": (loaded.config.get("data") or {}).get("path"),
     }
-    state = {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
-    return state, RunConfig(model=want, train=config.train), record
+    return loaded.model.state_dict(), RunConfig(model=want, train=config.train), record

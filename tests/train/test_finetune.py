@@ -82,7 +82,7 @@ def test_init_from_refuses_another_architecture_data_or_resume(data, source, tmp
     info = json.loads((other / "dataset.json").read_text())
     info["sampling"]["normalization"] = {"center": "centroid", "scale": "unit_cube"}
     (other / "dataset.json").write_text(json.dumps(info))
-    with pytest.raises(DatasetFormatError, match="sampling normalization"):
+    with pytest.raises(DatasetFormatError, match="normalisation: dataset.*Fine-tune on"):
         train(other, tmp_path / "c", _cfg(), init_from=source)
     train(data, tmp_path / "d", _cfg(epochs=1), stop_after_epochs=0)
     with pytest.raises(ValueError, match="drop one of them"):
